@@ -1,0 +1,70 @@
+"""Signed stream tokens: a URL that opens one session's stream for a while.
+
+EventSource cannot send headers, so the proof travels in the query string: a
+token signed with the app's secret key that names the session (and the user,
+when the app identifies users) and expires after ``SSE_SESSIONS_TOKEN_MAX_AGE``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from ._state import get_state
+
+_SALT = "flask-sse-sessions.stream-token"
+
+
+class TokenError(Exception):
+    """A token is missing, forged, for another session or user, or expired."""
+
+
+def _serializer(app: Flask) -> URLSafeTimedSerializer:
+    if not app.secret_key:
+        raise RuntimeError(
+            "flask-sse-sessions signs stream tokens with the app's secret key:"
+            " set app.config['SECRET_KEY']"
+        )
+    return URLSafeTimedSerializer(app.secret_key, salt=_SALT)
+
+
+def make_token(app: Flask, session_id: str, user_key: str | None) -> str:
+    return _serializer(app).dumps([session_id, user_key])
+
+
+def check_token(
+    app: Flask, token: str, session_id: str, user_key: str | None, max_age: int
+) -> float:
+    """Verify ``token`` for this session and user.
+
+    :returns: when it expires, in seconds since the epoch.
+    :raises TokenError: with a sentence for the client.
+    """
+    try:
+        value, signed_at = _serializer(app).loads(token, max_age=max_age, return_timestamp=True)
+    except SignatureExpired:
+        raise TokenError("the stream token has expired: ask the page for a new one") from None
+    except BadSignature:
+        raise TokenError("the stream token is not valid") from None
+    if value != [session_id, user_key]:
+        raise TokenError("the stream token was issued for another session or user")
+    return float(signed_at.timestamp()) + max_age
+
+
+def stream_url(session_id: str, **values: Any) -> str:
+    """The URL of a session's stream with a signed ``token`` for it.
+
+    The token binds the session and, if the app has an ``@sse.identify`` hook,
+    the user it names; it expires after ``SSE_SESSIONS_TOKEN_MAX_AGE`` seconds,
+    and an open stream ends then too (the browser client fetches a new page or
+    URL to go on). Needs an app context (a request context to call the identify
+    hook); ``values`` go to :func:`flask.url_for` (``_external=True`` and so on).
+
+    :raises ValueError: an invalid session id.
+    """
+    state = get_state("stream_url")
+    state.check_session_id(session_id)
+    token = make_token(state.app, session_id, state.bound_user_key())
+    return url_for(f"{state.endpoint_prefix}.stream", session_id=session_id, token=token, **values)

@@ -1,0 +1,159 @@
+"""Events: their ids, their validated JSON, and the frames written to streams.
+
+An event is validated and encoded once, when it is published; every connection
+then writes the same :attr:`Event.frame` bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from . import _wire
+
+EventKey = tuple[int, int]
+"""An id as ``(milliseconds, sequence)``: the order of events within a session."""
+
+TERMINAL = "complete"
+RESERVED_TYPES = frozenset({"connected", "heartbeat", "reset"})
+"""Types the stream itself sends; publishing them would confuse clients."""
+
+_EVENT_ID = re.compile(r"([0-9]{1,15})-([0-9]{1,15})")
+_BAD_TYPE = re.compile(r"[\r\n\x00]")
+
+
+def parse_event_id(text: str) -> EventKey | None:
+    """``"1732000000000-3"`` -> ``(1732000000000, 3)``; None for anything else."""
+    match = _EVENT_ID.fullmatch(text)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def format_event_id(key: EventKey) -> str:
+    return f"{key[0]}-{key[1]}"
+
+
+def next_event_id(last: EventKey | None, now_ms: int | None = None) -> EventKey:
+    """The id after ``last``, shaped like a Redis stream entry id.
+
+    The clock gives the first half, so ids also grow across restarts; within one
+    millisecond (or if the clock steps back) the sequence counts up instead.
+    """
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
+    if last is None or now_ms > last[0]:
+        return (now_ms, 0)
+    return (last[0], last[1] + 1)
+
+
+def utc_timestamp() -> str:
+    """Now, as ISO 8601 in UTC with milliseconds: ``2026-11-24T01:24:47.123Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(value: object) -> str:
+    """Compact JSON that keeps non-ASCII text as it is (the stream is UTF-8)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def check_type(type: object) -> str:
+    """Validate an event type name.
+
+    :raises TypeError: not a string.
+    :raises ValueError: empty, with CR, LF or NUL, or one the stream reserves.
+    """
+    if not isinstance(type, str):
+        raise TypeError(f"an event type must be a string, not {type!r}")
+    if not type or _BAD_TYPE.search(type):
+        raise ValueError(f"an event type must be non-empty without CR, LF or NUL: {type!r}")
+    if type in RESERVED_TYPES:
+        raise ValueError(f"the event type {type!r} is reserved for the stream itself")
+    return type
+
+
+def encode_payload(
+    type: str,
+    data: Mapping[str, Any] | None,
+    fields: Mapping[str, Any],
+    max_bytes: int,
+    *,
+    type_from_data: bool = False,
+) -> tuple[str, str]:
+    """Build and encode ``{"type": type, **data, **fields, "timestamp": now}``.
+
+    With ``type_from_data`` a ``"type"`` key of ``data`` or ``fields`` names the
+    type; otherwise ``type`` wins. Returns ``(type, json_text)``.
+
+    :raises TypeError: ``data`` is not a mapping, or a value is not JSON serialisable.
+    :raises ValueError: a bad type name, NaN or infinity, text that is not valid
+        Unicode, or an event longer than ``max_bytes`` once encoded.
+    """
+    if data is not None and not isinstance(data, Mapping):
+        raise TypeError(f"event data must be a dict (or None), not {data.__class__.__name__}")
+    payload: dict[str, Any] = {"type": type}
+    if data:
+        payload.update(data)
+    payload.update(fields)
+    if not type_from_data:
+        payload["type"] = type
+    payload.pop("timestamp", None)
+    payload["timestamp"] = utc_timestamp()
+    type = check_type(payload["type"])
+    try:
+        text = dumps(payload)
+    except TypeError as exc:
+        raise TypeError(f"event data is not JSON serialisable: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"event data is not valid JSON: {exc}") from None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("event data contains text that is not valid Unicode") from None
+    if size > max_bytes:
+        raise ValueError(
+            f"the event is {size} bytes of JSON, more than SSE_SESSIONS_MAX_EVENT_BYTES"
+            f" ({max_bytes}): send a reference to large data instead of the data itself"
+        )
+    return type, text
+
+
+class Event:
+    """One published event: its id, type, JSON text and ready-made frame."""
+
+    __slots__ = ("frame", "id", "json", "key", "type")
+
+    def __init__(self, key: EventKey, type: str, json_text: str) -> None:
+        self.key = key
+        self.id = format_event_id(key)
+        self.type = type
+        self.json = json_text
+        self.frame = _wire.encode(json_text, id=self.id)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the event ends its session's streams (a ``complete`` event)."""
+        return self.type == TERMINAL
+
+    def __repr__(self) -> str:
+        return f"<Event {self.id} {self.type}>"
+
+
+def retry_frame(retry_ms: int) -> bytes:
+    return _wire.encode(retry=retry_ms)
+
+
+def connected_frame(session_id: str) -> bytes:
+    payload = {"type": "connected", "sessionId": session_id, "timestamp": utc_timestamp()}
+    return _wire.encode(dumps(payload))
+
+
+def heartbeat_frame(format: str) -> bytes:
+    if format == "comment":
+        return _wire.encode(comment="heartbeat")
+    return _wire.encode(dumps({"type": "heartbeat", "timestamp": utc_timestamp()}))
+
+
+RESET_FRAME = _wire.encode(dumps({"type": "reset"}))

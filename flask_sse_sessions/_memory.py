@@ -1,0 +1,85 @@
+"""The in-process backend: ids, history and delivery inside one process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+
+from ._backend import Backend, Deliver
+from ._events import Event, EventKey, next_event_id
+
+
+class _History:
+    __slots__ = ("events", "expires")
+
+    def __init__(self, size: int) -> None:
+        self.events: deque[Event] = deque(maxlen=size)
+        self.expires = 0.0
+
+
+class MemoryBackend(Backend):
+    """History in a dict of bounded deques, oldest activity first.
+
+    A session's history expires ``ttl`` seconds after its last event. Expired
+    sessions are dropped from the front of the dict at each publish, so the
+    work is proportional to what expires and memory stays bounded by the rate
+    of sessions, without a sweeper thread.
+    """
+
+    def __init__(self, deliver: Deliver, size: int, ttl: float) -> None:
+        self._deliver = deliver
+        self._size = size
+        self._ttl = ttl
+        self._sessions: OrderedDict[str, _History] = OrderedDict()
+        # Held from the id to the delivery, so that events of a session reach
+        # every connection in id order even when threads publish at once.
+        self._lock = threading.RLock()
+
+    def publish(self, session_id: str, type: str, json_text: str) -> int:
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            history = self._sessions.pop(session_id, None)
+            if history is None:
+                history = _History(self._size)
+            last = history.events[-1].key if history.events else None
+            event = Event(next_event_id(last), type, json_text)
+            history.events.append(event)
+            history.expires = now + self._ttl
+            self._sessions[session_id] = history
+            return self._deliver(session_id, event)
+
+    def latest(self, session_id: str) -> Event | None:
+        history = self._live(session_id)
+        return history.events[-1] if history is not None else None
+
+    def history(self, session_id: str, after: EventKey | None) -> list[Event] | None:
+        history = self._live(session_id)
+        if history is None:
+            return None if after is not None else []
+        with self._lock:
+            events = list(history.events)
+        if after is None:
+            return events
+        for index, event in enumerate(events):
+            if event.key == after:
+                return events[index + 1 :]
+        return None
+
+    def stats(self) -> dict[str, int]:
+        return {"stored_sessions": len(self._sessions)}
+
+    def _live(self, session_id: str) -> _History | None:
+        history = self._sessions.get(session_id)
+        if history is not None and history.expires <= time.monotonic():
+            return None
+        return history
+
+    def _expire(self, now: float) -> None:
+        sessions = self._sessions
+        while sessions:
+            session_id, history = next(iter(sessions.items()))
+            if history.expires > now:
+                return
+            del sessions[session_id]

@@ -1,0 +1,173 @@
+"""The connections of one app in this process, routed by session id.
+
+Blinker carries each broadcast to :meth:`Registry.deliver`, one long-lived
+receiver per app; the registry's own dict finds the session's connections.
+Delivery only appends a reference to a bounded list and wakes the connection:
+it never blocks and never writes to a socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import threading
+from typing import Any
+
+from ._config import Config
+from ._events import Event
+
+
+class LimitExceeded(Exception):
+    """A connection limit is reached; the request is answered with 429."""
+
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"the limit of {limit} connections per {scope} is reached")
+        self.scope = scope
+        self.limit = limit
+
+
+class Connection:
+    """One open stream: its pending events and the means to wake it.
+
+    :attr:`pending` holds at most ``queue_size`` events. When a broadcast finds
+    it full the connection is marked :attr:`lagging` and gets no more
+    references: if it is waiting to be scheduled it catches up from history
+    when it runs; if its socket is not draining it is disconnected at once.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "closed",
+        "lagging",
+        "pending",
+        "session_id",
+        "socket",
+        "user_key",
+        "wakeup",
+        "writing",
+    )
+
+    def __init__(self, session_id: str, user_key: str, sock: Any) -> None:
+        self.session_id = session_id
+        self.user_key = user_key
+        self.socket = sock
+        self.pending: list[Event] = []
+        self.wakeup = threading.Event()
+        self.lagging = False
+        self.writing = False
+        self.closed = False
+
+    def hang_up(self) -> None:
+        """End the stream at its next turn (the client went away)."""
+        self.closed = True
+        self.wakeup.set()
+
+    def disconnect(self) -> None:
+        """Cut a client that stopped reading: its blocked write fails, the stream ends."""
+        self.hang_up()
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_RDWR)
+
+
+class Registry:
+    """All open connections of one app in this process, with their limits."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._sessions: dict[str, dict[Connection, None]] = {}
+        self._users: dict[str, int] = {}
+        self._count = 0
+        self.dropped = 0
+        # Guards the dicts above and every Connection.pending; held only for
+        # dict operations, never while blocking, so it costs nothing under gevent.
+        self.lock = threading.Lock()
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: the stream's retry, at least 1."""
+        return max(1, math.ceil(self._config.retry_ms / 1000))
+
+    def open(self, session_id: str, user_key: str | None, sock: Any = None) -> Connection:
+        """Register a connection so it receives the session's live events from now on.
+
+        :raises LimitExceeded: a per-process, per-session or per-user limit is reached.
+        """
+        config = self._config
+        with self.lock:
+            conns = self._sessions.get(session_id)
+            user_key = user_key if user_key is not None else ""
+            if self._count >= config.max_connections:
+                raise LimitExceeded("process", config.max_connections)
+            per_session = config.max_connections_per_session
+            if per_session is not None and conns is not None and len(conns) >= per_session:
+                raise LimitExceeded("session", per_session)
+            per_user = config.max_connections_per_user
+            if per_user is not None and self._users.get(user_key, 0) >= per_user:
+                raise LimitExceeded("user", per_user)
+            self._users[user_key] = self._users.get(user_key, 0) + 1
+            conn = Connection(session_id, user_key, sock)
+            if conns is None:
+                conns = self._sessions[session_id] = {}
+            conns[conn] = None
+            self._count += 1
+        return conn
+
+    def close(self, conn: Connection) -> bool:
+        """Unregister ``conn`` and free its slots; False if it was closed already."""
+        with self.lock:
+            conns = self._sessions.get(conn.session_id)
+            if conns is None or conns.pop(conn, False) is False:
+                return False
+            if not conns:
+                del self._sessions[conn.session_id]
+            self._count -= 1
+            left = self._users[conn.user_key] - 1
+            if left:
+                self._users[conn.user_key] = left
+            else:
+                del self._users[conn.user_key]
+        conn.pending = []
+        return True
+
+    def take(self, conn: Connection) -> tuple[list[Event], bool]:
+        """Hand the connection everything delivered to it, and whether it lagged."""
+        with self.lock:
+            events, lagging = conn.pending, conn.lagging
+            conn.pending, conn.lagging = [], False
+            conn.wakeup.clear()
+        return events, lagging
+
+    def deliver(self, sender: object, *, session_id: str, event: Event) -> int:
+        """Blinker receiver: queue ``event`` on each connection of its session.
+
+        :returns: how many connections it reached.
+        """
+        limit = self._config.queue_size
+        with self.lock:
+            conns = self._sessions.get(session_id)
+            if not conns:
+                return 0
+            for conn in conns:
+                pending = conn.pending
+                if len(pending) < limit:
+                    pending.append(event)
+                    conn.wakeup.set()
+                elif not conn.lagging:
+                    conn.lagging = True
+                    if conn.writing:
+                        self.dropped += 1
+                        conn.disconnect()
+                    else:
+                        conn.wakeup.set()
+            return len(conns)
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "connections": self._count,
+                "sessions": len(self._sessions),
+                "users": len(self._users),
+                "dropped": self.dropped,
+            }

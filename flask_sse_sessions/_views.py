@@ -1,0 +1,217 @@
+"""The blueprint's views: every check happens here, before a byte is streamed."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+
+from flask import Response, request
+
+from ._auth import TokenError, check_token
+from ._backend import BackendUnavailable
+from ._client import client_response
+from ._events import Event, EventKey, parse_event_id
+from ._registry import Connection, LimitExceeded
+from ._state import State, get_state
+from ._stream import Stream
+from ._watcher import WATCHER
+from .signals import connection_opened
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+_MAX_LAST_EVENT_ID = 64
+_STREAM_JITTER = 0.1
+
+
+def error_response(
+    status: int, code: str, message: str, *, retry_after: int | None = None
+) -> Response:
+    """The JSON error body every route answers with."""
+    response = Response(
+        json.dumps({"error": code, "message": message}),
+        status=status,
+        mimetype="application/json",
+    )
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _admit(state: State, session_id: str) -> float | Response:
+    """Check the session id, the token and the authorize hook.
+
+    :returns: when access ends (the token's expiry, epoch seconds; inf without
+        one), or the error response.
+    """
+    config = state.config
+    if not config.session_id_pattern.fullmatch(session_id):
+        return error_response(
+            400, "invalid_session_id", "The session id is not one this server issues."
+        )
+    expires = math.inf
+    token = request.args.get("token")
+    if token is not None or config.require_token:
+        if not token:
+            return error_response(
+                401, "token_required", "This stream needs the signed URL the page was given."
+            )
+        try:
+            expires = check_token(
+                state.app, token, session_id, state.bound_user_key(), config.token_max_age
+            )
+        except TokenError as exc:
+            return error_response(401, "invalid_token", str(exc).capitalize() + ".")
+    hook = state.hooks.authorize_hook
+    if hook is not None and not hook(session_id):
+        return error_response(403, "forbidden", "You may not watch this session.")
+    return expires
+
+
+def stream(session_id: str) -> Response:
+    """``GET /stream/<session_id>``: the event stream of one session."""
+    state = get_state("stream")
+    backend = state.backend
+    admitted = _admit(state, session_id)
+    if isinstance(admitted, Response):
+        return admitted
+    last_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId") or None
+    after = None
+    if last_id is not None:
+        after = parse_event_id(last_id) if len(last_id) <= _MAX_LAST_EVENT_ID else None
+        if after is None:
+            return error_response(
+                400, "invalid_last_event_id", "Last-Event-ID is not an id this server sent."
+            )
+    try:
+        latest = backend.latest(session_id)
+        if after is not None and latest is not None and latest.terminal and after >= latest.key:
+            return Response(status=204)  # the session is over: EventSource stops
+        try:
+            conn = state.registry.open(
+                session_id,
+                state.user_key(),
+                request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket"),
+            )
+        except LimitExceeded as exc:
+            return error_response(
+                429,
+                "too_many_connections",
+                str(exc).capitalize() + ".",
+                retry_after=state.registry.retry_after,
+            )
+        try:
+            body = _open_stream(state, conn, after, admitted)
+        except BaseException:
+            state.registry.close(conn)
+            raise
+    except BackendUnavailable as exc:
+        return error_response(
+            503,
+            "unavailable",
+            f"Events are unavailable right now: {exc}",
+            retry_after=state.registry.retry_after,
+        )
+    WATCHER.watch(conn)
+    connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
+    return Response(
+        body,
+        headers=STREAM_HEADERS,
+        content_type=STREAM_CONTENT_TYPE,
+        direct_passthrough=True,
+    )
+
+
+def _open_stream(state: State, conn: Connection, after: EventKey | None, expires: float) -> Stream:
+    """Read what the client missed, now that live events are already queued for it."""
+    replay, reset, cursor = _replay(state, conn.session_id, after)
+    deadline = time.monotonic() + _seconds_left(state.config.max_stream_seconds, expires)
+    return Stream(state, conn, replay=replay, reset=reset, cursor=cursor, deadline=deadline)
+
+
+def _replay(
+    state: State, session_id: str, after: EventKey | None
+) -> tuple[list[Event], bool, EventKey | None]:
+    """What a new stream starts with: (events, whether a reset precedes them, cursor).
+
+    The cursor is the id after which the client needs every event; the
+    stream skips any queued live event at or before it.
+    """
+    backend, mode = state.backend, state.config.replay_on_connect
+    if after is not None:
+        missed = backend.history(session_id, after)
+        if missed is not None:
+            return missed, False, after
+    elif mode == "all":
+        return backend.history(session_id, None) or [], False, None
+    reset = after is not None
+    latest = backend.latest(session_id)
+    if latest is None:
+        return [], reset, None
+    if mode == "none" and not reset:
+        return [], False, latest.key
+    return [latest], reset, None
+
+
+def _seconds_left(max_stream_seconds: float | None, expires: float) -> float:
+    """How long the stream may last: its token's life, and the configured maximum
+    less up to 10% so that streams opened together do not all reconnect together."""
+    left = expires - time.time()
+    if max_stream_seconds is not None:
+        left = min(left, max_stream_seconds * (1 - random.random() * _STREAM_JITTER))
+    return left
+
+
+def latest(session_id: str) -> Response:
+    """``GET /stream/<session_id>/latest``: the polling fallback.
+
+    Answers ``{"id": ..., "type": ..., "data": {...}}`` with the event's id as
+    ETag, so a poller sending If-None-Match gets 304 until something new happens.
+    """
+    state = get_state("latest")
+    admitted = _admit(state, session_id)
+    if isinstance(admitted, Response):
+        return admitted
+    try:
+        event = state.backend.latest(session_id)
+    except BackendUnavailable as exc:
+        return error_response(
+            503,
+            "unavailable",
+            f"Events are unavailable right now: {exc}",
+            retry_after=state.registry.retry_after,
+        )
+    if event is None:
+        return error_response(404, "not_found", "This session has no events yet.")
+    body = f'{{"id":"{event.id}","type":{json.dumps(event.type)},"data":{event.json}}}'
+    response = Response(body, mimetype="application/json", headers={"Cache-Control": "no-cache"})
+    response.set_etag(event.id)
+    response.make_conditional(request)
+    return response
+
+
+def client_script(name: str) -> Response:
+    """The browser client: ``sse-sessions.js``, ``.mjs`` or ``.d.ts``."""
+    return client_response(name, request)
+
+
+def add_cors_headers(response: Response) -> Response:
+    """Allow cross-site reads for the origins in ``SSE_SESSIONS_CORS_ORIGINS`` only."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return response
+    allowed = get_state("cors").config.cors_origins
+    if "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin.rstrip("/") in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.vary.add("Origin")
+    else:
+        return response
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "GET"
+        response.headers["Access-Control-Allow-Headers"] = "Last-Event-ID, Cache-Control"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response

@@ -1,0 +1,1 @@
+function connect(url, options) { throw new Error("not built yet"); }

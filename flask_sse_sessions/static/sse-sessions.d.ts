@@ -1,0 +1,1 @@
+export declare function connect(url: string): unknown;

@@ -1,0 +1,87 @@
+"""The app the end-to-end tests run under gunicorn's gevent worker.
+
+Its config comes from the environment variable ``SSE_TEST_CONFIG`` (JSON), and
+it adds routes that a real app would not have: publishing from an HTTP request,
+and reading the worker's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+from flask_sse_sessions import (
+    SSESessions,
+    broadcast,
+    broadcast_complete,
+    broadcast_progress,
+    stats,
+    stream_url,
+)
+from flask_sse_sessions.signals import event_broadcast
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "end-to-end-test-secret"
+    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
+    hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
+    sse = SSESessions()
+
+    if "deny" in hooks:
+
+        @sse.authorize
+        def may_watch(session_id: str) -> bool:
+            return session_id not in hooks["deny"]
+
+    if hooks.get("identify_by_header"):
+
+        @sse.identify
+        def user_key() -> str | None:
+            return request.headers.get("X-User")
+
+    app.register_blueprint(sse, url_prefix="/api")
+
+    @app.post("/publish/<session_id>")
+    def publish(session_id: str) -> Any:
+        body = request.get_json()
+        kind = body.get("type", "progress")
+        data = body.get("data")
+        reached = []
+        for index in range(body.get("count", 1)):
+            payload = dict(data or {}, n=index) if body.get("count") else data
+            if kind == "progress":
+                reached.append(broadcast_progress(session_id, payload))
+            elif kind == "complete":
+                reached.append(broadcast_complete(session_id, payload))
+            else:
+                reached.append(broadcast(session_id, kind, payload))
+        return jsonify(reached=reached)
+
+    @app.get("/url/<session_id>")
+    def url(session_id: str) -> Any:
+        return jsonify(url=stream_url(session_id))
+
+    @app.get("/debug/stats")
+    def debug_stats() -> Any:
+        return jsonify(
+            {**stats(), "receivers": len(event_broadcast.receivers), "rss_kib": _rss_kib()}
+        )
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    return app
