@@ -141,13 +141,13 @@ class Event:
         return f"<Event {self.id} {self.type}>"
 
 
-def retry_frame(retry_ms: int) -> bytes:
-    return _wire.encode(retry=retry_ms)
+def connected_frame(session_id: str, retry_ms: int) -> bytes:
+    """The first block of a stream: the reconnection delay and the connected event.
 
-
-def connected_frame(session_id: str) -> bytes:
+    One block, so that no client sees an event without data.
+    """
     payload = {"type": "connected", "sessionId": session_id, "timestamp": utc_timestamp()}
-    return _wire.encode(dumps(payload))
+    return _wire.encode(dumps(payload), retry=retry_ms)
 
 
 def heartbeat_frame(format: str) -> bytes:

@@ -8,14 +8,17 @@ the id of the last event written, after which the client needs everything.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Generator, Iterator
 
-from ._events import RESET_FRAME, Event, EventKey, connected_frame, heartbeat_frame, retry_frame
+from ._events import RESET_FRAME, Event, EventKey, connected_frame, heartbeat_frame
 from ._registry import Connection
 from ._state import State
 from ._watcher import WATCHER
 from .signals import connection_closed
+
+_STREAM_JITTER = 0.1
 
 
 class Stream:
@@ -61,7 +64,7 @@ class Stream:
         conn, state = self._conn, self._state
         config = state.config
         registry, backend = state.registry, state.backend
-        frames = [retry_frame(config.retry_ms), connected_frame(conn.session_id)]
+        frames = [connected_frame(conn.session_id, config.retry_ms)]
         if self._reset:
             frames.append(RESET_FRAME)
         self._add(frames, self._replay)
@@ -111,3 +114,43 @@ class Stream:
         self._conn.writing = True
         yield chunk
         self._conn.writing = False
+
+
+def open_stream(state: State, conn: Connection, after: EventKey | None, expires: float) -> Stream:
+    """Read what the client missed, now that live events are already queued for it."""
+    replay, reset, cursor = _replay(state, conn.session_id, after)
+    deadline = time.monotonic() + _seconds_left(state.config.max_stream_seconds, expires)
+    return Stream(state, conn, replay=replay, reset=reset, cursor=cursor, deadline=deadline)
+
+
+def _replay(
+    state: State, session_id: str, after: EventKey | None
+) -> tuple[list[Event], bool, EventKey | None]:
+    """What a new stream starts with: (events, whether a reset precedes them, cursor).
+
+    The cursor is the id after which the client needs every event; the
+    stream skips any queued live event at or before it.
+    """
+    backend, mode = state.backend, state.config.replay_on_connect
+    if after is not None:
+        missed = backend.history(session_id, after)
+        if missed is not None:
+            return missed, False, after
+    elif mode == "all":
+        return backend.history(session_id, None) or [], False, None
+    reset = after is not None
+    latest = backend.latest(session_id)
+    if latest is None:
+        return [], reset, None
+    if mode == "none" and not reset:
+        return [], False, latest.key
+    return [latest], reset, None
+
+
+def _seconds_left(max_stream_seconds: float | None, expires: float) -> float:
+    """How long the stream may last: its token's life, and the configured maximum
+    less up to 10% so that streams opened together do not all reconnect together."""
+    left = expires - time.time()
+    if max_stream_seconds is not None:
+        left = min(left, max_stream_seconds * (1 - random.random() * _STREAM_JITTER))
+    return left

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import time
 
 from flask import Response, request
 
 from ._auth import TokenError, check_token
 from ._backend import BackendUnavailable
 from ._client import client_response
-from ._events import Event, EventKey, parse_event_id
-from ._registry import Connection, LimitExceeded
+from ._events import parse_event_id
+from ._registry import LimitExceeded
 from ._state import State, get_state
-from ._stream import Stream
+from ._stream import open_stream
 from ._watcher import WATCHER
 from .signals import connection_opened
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 _MAX_LAST_EVENT_ID = 64
-_STREAM_JITTER = 0.1
 
 
 def error_response(
@@ -102,7 +99,7 @@ def stream(session_id: str) -> Response:
                 retry_after=state.registry.retry_after,
             )
         try:
-            body = _open_stream(state, conn, after, admitted)
+            body = open_stream(state, conn, after, admitted)
         except BaseException:
             state.registry.close(conn)
             raise
@@ -121,46 +118,6 @@ def stream(session_id: str) -> Response:
         content_type=STREAM_CONTENT_TYPE,
         direct_passthrough=True,
     )
-
-
-def _open_stream(state: State, conn: Connection, after: EventKey | None, expires: float) -> Stream:
-    """Read what the client missed, now that live events are already queued for it."""
-    replay, reset, cursor = _replay(state, conn.session_id, after)
-    deadline = time.monotonic() + _seconds_left(state.config.max_stream_seconds, expires)
-    return Stream(state, conn, replay=replay, reset=reset, cursor=cursor, deadline=deadline)
-
-
-def _replay(
-    state: State, session_id: str, after: EventKey | None
-) -> tuple[list[Event], bool, EventKey | None]:
-    """What a new stream starts with: (events, whether a reset precedes them, cursor).
-
-    The cursor is the id after which the client needs every event; the
-    stream skips any queued live event at or before it.
-    """
-    backend, mode = state.backend, state.config.replay_on_connect
-    if after is not None:
-        missed = backend.history(session_id, after)
-        if missed is not None:
-            return missed, False, after
-    elif mode == "all":
-        return backend.history(session_id, None) or [], False, None
-    reset = after is not None
-    latest = backend.latest(session_id)
-    if latest is None:
-        return [], reset, None
-    if mode == "none" and not reset:
-        return [], False, latest.key
-    return [latest], reset, None
-
-
-def _seconds_left(max_stream_seconds: float | None, expires: float) -> float:
-    """How long the stream may last: its token's life, and the configured maximum
-    less up to 10% so that streams opened together do not all reconnect together."""
-    left = expires - time.time()
-    if max_stream_seconds is not None:
-        left = min(left, max_stream_seconds * (1 - random.random() * _STREAM_JITTER))
-    return left
 
 
 def latest(session_id: str) -> Response:

@@ -1,0 +1,142 @@
+"""A raw HTTP/1.1 client over a plain socket, for byte-exact stream checks.
+
+It sends exactly the request it is given, decodes chunked bodies itself, and
+keeps every body byte, so tests can compare what went over the wire.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from flask_sse_sessions._wire import Parser, ServerSentEvent
+
+
+class RawStream:
+    """One request; the response head is read at once, the body on demand."""
+
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        headers: dict[str, str] | None = None,
+        *,
+        method: str = "GET",
+        timeout: float = 5.0,
+    ) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self._raw = b""
+        self.body = b""
+        self.ended = False
+        self._parser = Parser()
+        self._events: list[ServerSentEvent] = []
+        head = self._read_head(time.monotonic() + timeout)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split(" ")[1])
+        self.header_list = [tuple(line.split(": ", 1)) for line in header_lines]
+        self.headers = {name.lower(): value for name, value in self.header_list}
+        self._chunked = self.headers.get("transfer-encoding") == "chunked"
+        self._length = int(self.headers.get("content-length", -1))
+        self._decode()
+
+    def _fill(self, deadline: float) -> bool:
+        """Receive more bytes; False when the peer closed or the deadline passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.ended = True
+            return False
+        self._raw += data
+        return True
+
+    def _read_head(self, deadline: float) -> bytes:
+        while b"\r\n\r\n" not in self._raw:
+            if not self._fill(deadline):
+                raise TimeoutError(f"no response head, got {self._raw!r}")
+        head, self._raw = self._raw.split(b"\r\n\r\n", 1)
+        return head
+
+    def _decode(self) -> None:
+        """Move complete body bytes from the raw buffer to :attr:`body`."""
+        new = b""
+        if not self._chunked:
+            new, self._raw = self._raw, b""
+            if 0 <= self._length <= len(self.body) + len(new):
+                self.ended = True
+        else:
+            while b"\r\n" in self._raw:
+                size_line, rest = self._raw.split(b"\r\n", 1)
+                size = int(size_line.split(b";")[0], 16)
+                if len(rest) < size + 2:
+                    break
+                if size == 0:
+                    self.ended = True
+                    self._raw = b""
+                    break
+                new += rest[:size]
+                self._raw = rest[size + 2 :]
+        if new:
+            self.body += new
+            self._events.extend(self._parser.feed(new.decode("utf-8")))
+
+    def read_until(self, marker: bytes, timeout: float = 5.0, count: int = 1) -> bytes:
+        """Read until the body holds ``marker`` ``count`` times; return the body."""
+        deadline = time.monotonic() + timeout
+        while self.body.count(marker) < count:
+            if self.ended or not self._fill(deadline):
+                raise TimeoutError(f"{marker!r} x{count} not in {self.body[-2000:]!r}")
+            self._decode()
+        return self.body
+
+    def read_to_end(self, timeout: float = 5.0) -> bytes:
+        """Read until the server ends the response."""
+        deadline = time.monotonic() + timeout
+        while not self.ended:
+            if not self._fill(deadline) and not self.ended:
+                raise TimeoutError(f"the response did not end: {self.body[-2000:]!r}")
+            self._decode()
+        return self.body
+
+    def events(self, count: int, timeout: float = 5.0) -> list[ServerSentEvent]:
+        """The next ``count`` events (blocking until they arrive)."""
+        deadline = time.monotonic() + timeout
+        while len(self._events) < count:
+            if self.ended or not self._fill(deadline):
+                raise TimeoutError(f"{len(self._events)} of {count} events: {self.body[-2000:]!r}")
+            self._decode()
+        taken, self._events = self._events[:count], self._events[count:]
+        return taken
+
+    def pending_events(self, wait: float = 0.0) -> list[ServerSentEvent]:
+        """Events that arrived within ``wait`` seconds, without blocking longer."""
+        deadline = time.monotonic() + wait
+        while self._fill(deadline):
+            self._decode()
+        taken, self._events = self._events, []
+        return taken
+
+    def json(self) -> object:
+        """The body of a non-stream response, as JSON."""
+        import json
+
+        return json.loads(self.read_to_end())
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
