@@ -22,6 +22,7 @@ from flask_sse_sessions import (
     stats,
     stream_url,
 )
+from flask_sse_sessions._watcher import WATCHER
 from flask_sse_sessions.signals import event_broadcast
 
 
@@ -77,7 +78,12 @@ def create_app() -> Flask:
     @app.get("/debug/stats")
     def debug_stats() -> Any:
         return jsonify(
-            {**stats(), "receivers": len(event_broadcast.receivers), "rss_kib": _rss_kib()}
+            {
+                **stats(),
+                "receivers": len(event_broadcast.receivers),
+                "watched_sockets": WATCHER.watching(),
+                "rss_kib": _rss_kib(),
+            }
         )
 
     @app.get("/health")
