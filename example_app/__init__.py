@@ -1,0 +1,1 @@
+"""The flask-sse-sessions example: live background jobs and a streamed answer."""
