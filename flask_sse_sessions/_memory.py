@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 from ._backend import Backend, Deliver
 from ._events import Event, EventKey, next_event_id
@@ -22,22 +23,32 @@ class MemoryBackend(Backend):
     """History in a dict of bounded deques, oldest activity first.
 
     A session's history expires ``ttl`` seconds after its last event. Expired
-    sessions are dropped from the front of the dict at each publish, so the
-    work is proportional to what expires and memory stays bounded by the rate
-    of sessions, without a sweeper thread.
+    sessions are dropped from the front of the dict at each publish (and when
+    stats are read), so the work is proportional to what expires and memory
+    stays bounded by the rate of sessions, without a sweeper thread.
+
+    ``clock`` gives the monotonic seconds that the TTL counts; tests pass their own.
     """
 
-    def __init__(self, deliver: Deliver, size: int, ttl: float) -> None:
+    def __init__(
+        self,
+        deliver: Deliver,
+        size: int,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._deliver = deliver
         self._size = size
         self._ttl = ttl
+        self._clock = clock
         self._sessions: OrderedDict[str, _History] = OrderedDict()
         # Held from the id to the delivery, so that events of a session reach
         # every connection in id order even when threads publish at once.
         self._lock = threading.RLock()
 
     def publish(self, session_id: str, type: str, json_text: str) -> int:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._expire(now)
             history = self._sessions.pop(session_id, None)
@@ -68,11 +79,13 @@ class MemoryBackend(Backend):
         return None
 
     def stats(self) -> dict[str, int]:
-        return {"stored_sessions": len(self._sessions)}
+        with self._lock:
+            self._expire(self._clock())
+            return {"stored_sessions": len(self._sessions)}
 
     def _live(self, session_id: str) -> _History | None:
         history = self._sessions.get(session_id)
-        if history is not None and history.expires <= time.monotonic():
+        if history is not None and history.expires <= self._clock():
             return None
         return history
 
