@@ -27,6 +27,10 @@ class MemoryBackend(Backend):
     stats are read), so the work is proportional to what expires and memory
     stays bounded by the rate of sessions, without a sweeper thread.
 
+    Ids come from one sequence for the whole backend, so a session that
+    expired and starts over never repeats an id a client may still hold, even
+    if the wall clock stepped back.
+
     ``clock`` gives the monotonic seconds that the TTL counts; tests pass their own.
     """
 
@@ -43,6 +47,7 @@ class MemoryBackend(Backend):
         self._ttl = ttl
         self._clock = clock
         self._sessions: OrderedDict[str, _History] = OrderedDict()
+        self._last: EventKey | None = None
         # Held from the id to the delivery, so that events of a session reach
         # every connection in id order even when threads publish at once.
         self._lock = threading.RLock()
@@ -54,8 +59,8 @@ class MemoryBackend(Backend):
             history = self._sessions.pop(session_id, None)
             if history is None:
                 history = _History(self._size)
-            last = history.events[-1].key if history.events else None
-            event = Event(next_event_id(last), type, json_text)
+            event = Event(next_event_id(self._last), type, json_text)
+            self._last = event.key
             history.events.append(event)
             history.expires = now + self._ttl
             self._sessions[session_id] = history

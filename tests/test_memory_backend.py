@@ -88,12 +88,12 @@ def test_within_one_millisecond_the_sequence_counts(frozen_ms: Any) -> None:
     ]  # fmt: skip
 
 
-def test_each_session_counts_on_its_own(frozen_ms: Any) -> None:
+def test_ids_grow_across_sessions_too(frozen_ms: Any) -> None:
     backend, bus, _ = make()
     publish(backend, "a", 2)
     publish(backend, "b", 1)
     assert [(sid, e.id) for sid, e in bus.delivered] == [
-        ("a", f"{frozen_ms.ms}-0"), ("a", f"{frozen_ms.ms}-1"), ("b", f"{frozen_ms.ms}-0")
+        ("a", f"{frozen_ms.ms}-0"), ("a", f"{frozen_ms.ms}-1"), ("b", f"{frozen_ms.ms}-2")
     ]  # fmt: skip
 
 
@@ -164,6 +164,17 @@ def test_history_expires_ttl_after_the_last_event() -> None:
     assert backend.latest("s") is None
     assert backend.history("s", None) == []
     assert backend.history("s", first.key) is None
+
+
+def test_a_session_starts_over_after_it_expired_with_greater_ids(frozen_ms: Any) -> None:
+    backend, _, clock = make(ttl=10)
+    (old,) = publish(backend, "s", 1)
+    clock.now += 11
+    frozen_ms.ms -= 60_000  # and the wall clock stepped back a minute
+    (new,) = publish(backend, "s", 1)
+    assert backend.history("s", None) == [new]
+    assert backend.history("s", old.key) is None
+    assert new.key > old.key
 
 
 def test_expired_sessions_leave_the_store_and_the_stats() -> None:
