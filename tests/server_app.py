@@ -12,7 +12,7 @@ import os
 import resource
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, request, session
 
 from flask_sse_sessions import (
     SSESessions,
@@ -53,6 +53,17 @@ def create_app() -> Flask:
         def user_key() -> str | None:
             return request.headers.get("X-User")
 
+    if hooks.get("login"):
+        _add_flask_login(app, sse)
+
+    if hooks.get("session_cookie"):
+        _add_session_cookie_login(app, sse)
+
+    if hooks.get("proxy_fix"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+
     app.register_blueprint(sse, url_prefix="/api")
 
     @app.post("/publish/<session_id>")
@@ -91,3 +102,59 @@ def create_app() -> Flask:
         return "ok"
 
     return app
+
+
+def _owner(session_id: str) -> str:
+    """Whose session this is in the login examples: ``alice_123`` is alice's."""
+    return session_id.partition("_")[0]
+
+
+def _add_flask_login(app: Flask, sse: SSESessions) -> None:
+    """``{"login": true}``: flask-login users; ``/login/<name>`` signs in as name.
+
+    Users may watch their own sessions only, and are identified by their id.
+    """
+    from flask_login import LoginManager, UserMixin, current_user, login_user
+
+    class User(UserMixin):
+        def __init__(self, name: str) -> None:
+            self.id = name
+
+    login_manager = LoginManager(app)
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User:
+        return User(user_id)
+
+    @app.post("/login/<name>")
+    def login(name: str) -> str:
+        login_user(User(name))
+        return "ok"
+
+    @sse.authorize
+    def may_watch(session_id: str) -> bool:
+        return bool(current_user.is_authenticated and current_user.id == _owner(session_id))
+
+    @sse.identify
+    def user_key() -> str | None:
+        return str(current_user.id) if current_user.is_authenticated else None
+
+
+def _add_session_cookie_login(app: Flask, sse: SSESessions) -> None:
+    """``{"session_cookie": true}``: Flask's own session cookie names the user;
+    ``/session-login/<name>`` sets it. Users may watch their own sessions only."""
+
+    @app.post("/session-login/<name>")
+    def session_login(name: str) -> str:
+        session["user"] = name
+        return "ok"
+
+    @sse.authorize
+    def may_watch(session_id: str) -> bool:
+        user = session.get("user")
+        return user is not None and user == _owner(session_id)
+
+    @sse.identify
+    def user_key() -> str | None:
+        user = session.get("user")
+        return str(user) if user is not None else None
