@@ -7,6 +7,7 @@ when the app identifies users) and expires after ``SSE_SESSIONS_TOKEN_MAX_AGE``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Flask, url_for
@@ -48,9 +49,14 @@ def check_token(
         raise TokenError("the stream token has expired: ask the page for a new one") from None
     except BadSignature:
         raise TokenError("the stream token is not valid") from None
+    # itsdangerous counts whole seconds and lets a token through for up to a
+    # second after ``signed_at + max_age``, when its stream would end at once.
+    expires = float(signed_at.timestamp()) + max_age
+    if expires <= time.time():
+        raise TokenError("the stream token has expired: ask the page for a new one")
     if value != [session_id, user_key]:
         raise TokenError("the stream token was issued for another session or user")
-    return float(signed_at.timestamp()) + max_age
+    return expires
 
 
 def stream_url(session_id: str, **values: Any) -> str:
