@@ -1,0 +1,528 @@
+"""The browser client and the example app, in Chromium against real gunicorn.
+
+Every test runs gunicorn with the gevent worker in a subprocess on a free port
+and drives Debian's Chromium (``/usr/bin/chromium``, never a downloaded build)
+with Playwright.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, Response, expect, sync_playwright
+
+from example_app.app import ANSWER, KINDS
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 15_000
+EXAMPLE_APP = "example_app.app:create_app(EXAMPLE_STEP_SECONDS={step}, EXAMPLE_TOKEN_SECONDS=0.01)"
+TEST_APP = "tests.browser_app:create_app()"
+
+# Opens a stream in the page and records what it sees in window.streams[i].
+WATCH = """([url, options]) => {
+  const log = { events: [], states: [], heartbeats: 0 };
+  const stream = client.connect(url, {
+    ...options,
+    onStateChange: (state) => log.states.push(state),
+  });
+  stream.on("*", (data, meta) => log.events.push({ type: meta.type, id: meta.id, data }));
+  stream.on("heartbeat", () => log.heartbeats++);
+  window.streams = window.streams || [];
+  window.streams.push({ stream, log });
+  return window.streams.length - 1;
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gunicorn:
+    """gunicorn with the gevent worker, in its own process group so that
+    :meth:`kill` can SIGKILL the master and its worker at once."""
+
+    def __init__(self, app: str, log_path: Path, config: dict[str, Any] | None = None) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {**os.environ, "BROWSER_TEST_CONFIG": json.dumps(config or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "-c", "example_app/gunicorn.conf.py",
+            "-k", "gevent",
+            "-b", f"127.0.0.1:{self.port}",
+            self.app,
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"gunicorn exited:\n{self.log_path.read_text()}"
+            try:
+                if httpx.get(self.url + "/", timeout=1).status_code < 500:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"gunicorn did not answer:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """``kill -9`` the master and its worker."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)  # quick shutdown
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def post(self, path: str, body: dict[str, Any]) -> None:
+        httpx.post(self.url + path, json=body, timeout=5).raise_for_status()
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    assert CHROMIUM.exists(), f"the browser tests need Debian's Chromium at {CHROMIUM}"
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh context; the test fails on any uncaught page error."""
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == []
+
+
+def launch(app: str, path: Path, config: dict[str, Any] | None = None) -> Gunicorn:
+    server = Gunicorn(app, path / "gunicorn.log", config)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    server = launch(EXAMPLE_APP.format(step=0.15), tmp_path_factory.mktemp("example"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    """The test app with a fast heartbeat."""
+    config = {"SSE_SESSIONS_HEARTBEAT_INTERVAL": 0.3}
+    server = launch(TEST_APP, tmp_path_factory.mktemp("server"), config)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Start a server of the test's own (with its own config), stopped after it."""
+    servers: list[Gunicorn] = []
+
+    def start(app: str, config: dict[str, Any] | None = None) -> Gunicorn:
+        servers.append(launch(app, tmp_path, config))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# The example app
+
+
+def job_lines(card: Any) -> list[int]:
+    return [int(n) for n in card.locator(".log li[data-n]").evaluate_all(
+        "items => items.map((item) => item.dataset.n)"
+    )]  # fmt: skip
+
+
+def test_job_runs_to_100_percent(page: Page, example: Gunicorn) -> None:
+    page.goto(example.url)
+    page.click("[data-start=report]")
+    card = page.locator(".job").first
+    expect(card).to_have_attribute("data-state", "running")
+    expect(card).to_have_attribute("data-state", "done")
+    expect(card.locator(".percent")).to_have_text("100%")
+    expect(card.locator(".status")).to_have_text(KINDS["report"].done)
+    expect(card.locator(".fill")).to_have_attribute("style", "width: 100%;")
+    expect(card).to_have_attribute("data-connection", "closed")
+    expect(page.locator("#live")).to_have_attribute("data-state", "idle")
+    assert job_lines(card) == list(range(1, KINDS["report"].steps + 1))
+
+    late = page.context.new_page()
+    late.goto(example.url)
+    late_card = late.locator(f".job[data-job-id='{card.get_attribute('data-job-id')}']")
+    expect(late_card).to_have_attribute("data-state", "done")
+    expect(late_card.locator(".percent")).to_have_text("100%")
+    assert job_lines(late_card) == job_lines(card)
+
+
+def test_reload_mid_job_continues_without_gaps(page: Page, example: Gunicorn) -> None:
+    steps = KINDS["import"].steps
+    page.goto(example.url)
+    page.click("[data-start=import]")
+    card = page.locator(".job").first
+    job_id = card.get_attribute("data-job-id")
+    expect(card.locator(".log li[data-n='4']")).to_be_attached()
+    seen = len(job_lines(card))
+
+    page.reload()
+    card = page.locator(f".job[data-job-id='{job_id}']")
+    expect(card.locator(f".log li[data-n='{seen}']")).to_be_attached()
+    assert card.get_attribute("data-state") == "running", "the job ended before the reload"
+    second = page.context.new_page()
+    second.goto(example.url)
+    second_card = second.locator(f".job[data-job-id='{job_id}']")
+
+    expect(card).to_have_attribute("data-state", "done")
+    expect(second_card).to_have_attribute("data-state", "done")
+    assert job_lines(card) == list(range(1, steps + 1))
+    assert job_lines(second_card) == list(range(1, steps + 1))
+    assert card.locator(".log li.gap").count() == 0
+
+
+def test_answer_streams_token_by_token(page: Page, example: Gunicorn) -> None:
+    page.goto(example.url)
+    page.fill("#ask input", "How does this page stay up to date?")
+    page.click("#ask button")
+    answer = page.locator(".answer").first
+    expect(answer).to_have_attribute("data-state", "running")
+    expect(answer).to_have_attribute("data-state", "done")
+    expect(answer.locator(".text")).to_have_text(ANSWER)
+
+
+def test_page_recovers_after_server_restart(
+    page: Page, start_server: Callable[..., Gunicorn]
+) -> None:
+    server = start_server(EXAMPLE_APP.format(step=0.3))
+    page.goto(server.url)
+    page.click("[data-start=import]")
+    card = page.locator(".job").first
+    expect(card.locator(".log li[data-n='2']")).to_be_attached()
+
+    server.kill()
+    expect(card).to_have_attribute("data-connection", "connecting")
+    expect(page.locator("#live")).to_have_attribute("data-state", "connecting")
+    server.start()
+
+    # The restarted server lost the job with its history: the page learns it
+    # by itself, from the reset its stream gets, and says so.
+    expect(card).to_have_attribute("data-state", "lost")
+    expect(card.locator(".status")).to_contain_text("server restarted")
+    expect(card).to_have_attribute("data-connection", "closed")
+    page.click("[data-start=report]")
+    expect(page.locator(".job").first).to_have_attribute("data-state", "done")
+
+
+# The client itself
+
+
+def open_page(page: Page, server: Gunicorn, kind: str = "classic") -> None:
+    page.goto(f"{server.url}/page/{kind}")
+    page.wait_for_function("window.client !== undefined")
+
+
+def watch(page: Page, url: str, **options: Any) -> int:
+    return int(page.evaluate(WATCH, [url, options]))
+
+
+def log(page: Page, index: int) -> Any:
+    return page.evaluate("i => streams[i].log", index)
+
+
+def wait_state(page: Page, index: int, state: str) -> None:
+    page.wait_for_function("([i, s]) => streams[i].stream.state === s", arg=[index, state])
+
+
+def wait_events(page: Page, index: int, count: int) -> list[dict[str, Any]]:
+    page.wait_for_function("([i, n]) => streams[i].log.events.length >= n", arg=[index, count])
+    events: list[dict[str, Any]] = log(page, index)["events"]
+    return events
+
+
+def record_stream_responses(page: Page) -> list[tuple[float, int, str]]:
+    """(start time in ms, status, url) of each stream request the page makes from now on."""
+    responses: list[tuple[float, int, str]] = []
+
+    def record(response: Response) -> None:
+        if "/api/stream/" in response.url:
+            timing = response.request.timing
+            responses.append((timing["startTime"], response.status, response.url))
+
+    page.on("response", record)
+    return responses
+
+
+def new_session(server: Gunicorn, name: str) -> tuple[str, str]:
+    session_id = f"{name}-{time.monotonic_ns()}"
+    return session_id, server.get(f"/url/{session_id}")["url"]
+
+
+@pytest.mark.parametrize("kind", ["classic", "module"])
+def test_events_arrive_and_complete_closes(page: Page, server: Gunicorn, kind: str) -> None:
+    open_page(page, server, kind)
+    if kind == "module":
+        assert page.evaluate("client.isDefault")
+    session_id, url = new_session(server, "complete")
+    index = watch(page, url)
+    wait_state(page, index, "open")
+    server.post(f"/publish/{session_id}", {"type": "progress", "data": {"percent": 50}})
+    server.post(f"/publish/{session_id}", {"type": "log", "data": {"text": "héllo\nworld"}})
+    server.post(f"/publish/{session_id}", {"type": "complete", "data": {"result": [1, 2]}})
+    wait_state(page, index, "closed")
+
+    events = wait_events(page, index, 4)
+    assert [e["type"] for e in events] == ["connected", "progress", "log", "complete"]
+    assert events[0]["id"] is None and events[0]["data"]["sessionId"] == session_id
+    assert events[1]["data"]["percent"] == 50
+    assert events[2]["data"]["text"] == "héllo\nworld"
+    assert events[3]["data"]["result"] == [1, 2]
+    latest = server.get(f"/api/stream/{session_id}/latest")
+    assert events[3]["id"] == latest["id"]
+    assert page.evaluate("i => streams[i].stream.lastEventId", index) == latest["id"]
+    assert log(page, index)["states"] == ["open", "closed"]
+
+
+def test_204_closes_the_client(page: Page, server: Gunicorn) -> None:
+    open_page(page, server)
+    session_id, url = new_session(server, "over")
+    server.post(f"/publish/{session_id}", {"type": "complete"})
+    last_id = server.get(f"/api/stream/{session_id}/latest")["id"]
+    responses = record_stream_responses(page)
+
+    index = watch(page, url, lastEventId=last_id)
+    wait_state(page, index, "closed")
+    assert responses and {status for _, status, _ in responses} == {204}
+    assert log(page, index)["events"] == []
+    assert page.evaluate("i => streams[i].stream.error", index) is None
+
+
+def test_star_gets_all_but_heartbeats_and_off_removes(page: Page, server: Gunicorn) -> None:
+    open_page(page, server)
+    session_id, url = new_session(server, "star")
+    index = watch(page, url)
+    page.evaluate(
+        """i => {
+          const { stream } = streams[i];
+          window.counts = { kept: 0, removed: 0 };
+          const removed = () => counts.removed++;
+          stream.on("progress", () => counts.kept++).on("progress", removed);
+          stream.off("progress", removed);
+        }""",
+        index,
+    )
+    page.wait_for_function("i => streams[i].log.heartbeats >= 2", arg=index)
+    server.post(f"/publish/{session_id}", {"type": "progress"})
+    server.post(f"/publish/{session_id}", {"type": "token", "data": {"text": "a"}})
+    server.post(f"/publish/{session_id}", {"type": "progress"})
+
+    events = wait_events(page, index, 4)
+    assert [e["type"] for e in events] == ["connected", "progress", "token", "progress"]
+    assert page.evaluate("counts") == {"kept": 2, "removed": 0}
+
+
+def test_reconnects_after_429_honouring_retry_after_and_resumes(
+    page: Page, start_server: Callable[..., Gunicorn]
+) -> None:
+    config = {"SSE_SESSIONS_MAX_CONNECTIONS_PER_SESSION": 1, "SSE_SESSIONS_RETRY_MS": 2000}
+    server = start_server(TEST_APP, config)
+    open_page(page, server)
+    session_id, url = new_session(server, "busy")
+    server.post(f"/publish/{session_id}", {"type": "log", "data": {"n": 1}})
+    first = watch(page, url)
+    first_id = wait_events(page, first, 2)[1]["id"]
+    attempts = record_stream_responses(page)
+
+    refusals: list[Response] = []
+
+    def refused_twice(response: Response) -> bool:
+        if response.status == 429:
+            refusals.append(response)
+        return len(refusals) == 2
+
+    # The EventSource is refused, then the fetch that asks why.
+    with page.expect_response(refused_twice):
+        second = watch(page, url, lastEventId=first_id, minDelay=100)
+    server.post(f"/publish/{session_id}", {"type": "log", "data": {"n": 2}})
+    wait_events(page, first, 3)
+    page.evaluate("streams[0].stream.close()")
+    wait_state(page, second, "open")
+    server.post(f"/publish/{session_id}", {"type": "log", "data": {"n": 3}})
+
+    events = wait_events(page, second, 3)
+    assert [(e["type"], e["data"].get("n")) for e in events] == [
+        ("connected", None), ("log", 2), ("log", 3)
+    ]  # fmt: skip
+    refused = [a for a in attempts if a[1] == 429]
+    assert len(refused) >= 2, attempts
+    after = [a for a in attempts if a[0] > refused[-1][0]]
+    assert after, attempts
+    assert after[0][0] - refused[-1][0] >= 2000, "reconnected before Retry-After"
+    assert f"lastEventId={first_id}" in after[0][2]
+
+
+def test_backs_off_after_http_errors(page: Page, server: Gunicorn) -> None:
+    open_page(page, server)
+    session_id, url = new_session(server, "flaky")
+    starts: list[float] = []
+
+    def fail_four_times(route: Any) -> None:
+        starts.append(time.monotonic())
+        if len(starts) <= 4:
+            route.fulfill(status=502, body="Bad Gateway")
+        else:
+            route.continue_()
+
+    page.route("**/api/stream/**", fail_four_times)
+    index = watch(page, url, minDelay=200)
+    wait_state(page, index, "open")
+    server.post(f"/publish/{session_id}", {"type": "progress"})
+    assert [e["type"] for e in wait_events(page, index, 2)] == ["connected", "progress"]
+    # EventSource, then the fetch that finds the 502, then a wait: 100-200 ms
+    # after the first failure, 200-400 ms after the second.
+    assert starts[2] - starts[1] >= 0.1
+    assert starts[4] - starts[3] >= 0.2
+    assert log(page, index)["states"] == ["open"]
+
+
+def test_refusal_closes_for_good_with_the_reason(page: Page, server: Gunicorn) -> None:
+    open_page(page, server)
+    index = watch(page, "/api/stream/some-session?token=forged")
+    wait_state(page, index, "closed")
+    error = page.evaluate("i => streams[i].stream.error", index)
+    assert error["status"] == 401 and error["error"] == "invalid_token"
+    assert error["message"]
+
+
+def test_client_recovers_after_server_restart(
+    page: Page, start_server: Callable[..., Gunicorn]
+) -> None:
+    server = start_server(TEST_APP)
+    open_page(page, server)
+    session_id, url = new_session(server, "restart")
+    index = watch(page, url)
+    wait_state(page, index, "open")
+    for n in (1, 2):
+        server.post(f"/publish/{session_id}", {"type": "log", "data": {"n": n}})
+    wait_events(page, index, 3)
+
+    server.kill()
+    wait_state(page, index, "connecting")
+    server.start()
+    events = wait_events(page, index, 5)
+    assert [e["type"] for e in events[3:]] == ["connected", "reset"]
+    for n in (3, 4):
+        server.post(f"/publish/{session_id}", {"type": "log", "data": {"n": n}})
+    events = wait_events(page, index, 7)
+    assert [e["data"].get("n") for e in events if e["type"] == "log"] == [1, 2, 3, 4]
+    assert page.evaluate("i => streams[i].stream.state", index) == "open"
+    assert page.evaluate("i => streams[i].stream.lastEventId", index) == events[-1]["id"]
+
+
+def test_type_declarations_compile(server: Gunicorn, tmp_path: Path) -> None:
+    npx = shutil.which("npx")
+    assert npx, "checking sse-sessions.d.ts needs node and npm (npx)"
+    declarations = httpx.get(server.url + "/api/sse-sessions.d.ts").text
+    (tmp_path / "sse-sessions.d.ts").write_text(declarations)
+    (tmp_path / "use.ts").write_text(USE_TS)
+    (tmp_path / "global.ts").write_text(GLOBAL_TS)
+    result = subprocess.run(
+        [npx, "-y", "-p", "typescript@5", "tsc", "--noEmit", "--strict", "--target", "es2020",
+         "--module", "esnext", "--moduleResolution", "bundler", "use.ts", "global.ts"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+USE_TS = """\
+import SSESessions, { connect, type ProgressMessage, type Stream } from "./sse-sessions";
+
+const stream = connect<{ token: { text: string } }>("/api/stream/x", {
+  lastEventId: "1-0",
+  minDelay: 500,
+  onStateChange: (state) => state.toUpperCase(),
+});
+stream.on("progress", (data, meta) => {
+  const percent: number | undefined = data.percent;
+  const id: string | null = meta.id;
+  return [percent, id, data.timestamp];
+});
+stream.on("token", (data) => data.text.length);
+stream.on("error", (data) => data.message.length);
+stream.on("connected", (data) => data.sessionId.length);
+stream.on("*", (data, meta) => [data.type, meta.type]);
+stream.on("log", (data) => [data.timestamp, data.line]);
+const onProgress = (message: ProgressMessage) => message.percent;
+stream.on("progress", onProgress).off("progress", onProgress);
+const other: Stream = SSESessions.connect("/api/stream/y");
+if (other.state === "closed" && other.error) other.error.status.toFixed();
+const last: string | null = stream.lastEventId;
+stream.close();
+// @ts-expect-error: a progress message has no text
+stream.on("progress", (data) => data.text.length);
+// @ts-expect-error: the state is read-only
+stream.state = "open";
+// @ts-expect-error: there is no such state
+if (stream.state === "done") last;
+"""
+
+GLOBAL_TS = """\
+/// <reference path="./sse-sessions.d.ts" />
+const stream = SSESessions.connect("/api/stream/x");
+stream.on("complete", (data) => data.timestamp.length);
+"""
