@@ -171,4 +171,7 @@ def add_cors_headers(response: Response) -> Response:
         response.headers["Access-Control-Allow-Methods"] = "GET"
         response.headers["Access-Control-Allow-Headers"] = "Last-Event-ID, Cache-Control"
         response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        # The browser client reads it (with fetch) to know when to come back.
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
     return response
