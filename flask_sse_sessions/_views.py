@@ -155,16 +155,19 @@ def client_script(name: str) -> Response:
 
 def add_cors_headers(response: Response) -> Response:
     """Allow cross-site reads for the origins in ``SSE_SESSIONS_CORS_ORIGINS`` only."""
+    allowed = get_state("cors").config.cors_origins
+    if allowed and "*" not in allowed:
+        # Every answer depends on Origin, also one that allows nothing: a cache
+        # must not serve the answer to one origin (or to none) to another.
+        response.vary.add("Origin")
     origin = request.headers.get("Origin")
     if origin is None:
         return response
-    allowed = get_state("cors").config.cors_origins
     if "*" in allowed:
         response.headers["Access-Control-Allow-Origin"] = "*"
     elif origin.rstrip("/") in allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
-        response.vary.add("Origin")
     else:
         return response
     if request.method == "OPTIONS":

@@ -97,6 +97,8 @@ def test_other_origins_get_no_cors_headers(serve: Any) -> None:
             response = request(server, path, origin, method=method)
             assert response.status == status, (origin, method, path)
             assert cors_headers(response) == {}, (origin, method, path)
+            # What is allowed depends on Origin, so caches must key on it.
+            assert "origin" in vary(response), (origin, method, path)
             opened.append(response)
         for response in opened:
             response.close()
