@@ -142,7 +142,8 @@ def _replay(
     latest = backend.latest(session_id)
     if latest is None:
         return [], reset, None
-    if mode == "none" and not reset:
+    if mode == "none" and not reset and not latest.terminal:
+        # A session that is over still says so: its stream must end.
         return [], False, latest.key
     return [latest], reset, None
 
