@@ -1,0 +1,118 @@
+"""Ours, as the benchmark runs it: ``gunicorn -k gevent -w 1 --worker-connections 20000
+'benchmarks.app:create_app()'`` with the in-process bus.
+
+The routes mirror ``benchmarks/floor.py`` exactly (same bodies, same ``"s0"`` send
+time taken just before each broadcast), so the load client does the same work:
+
+``GET /api/stream/<sid>`` (the blueprint), ``POST /publish/<sid>``,
+``POST /publish-many``, ``POST /load`` and ``GET /debug/stats``.
+
+Config: the ``SSE_BENCH_CONFIG`` environment variable (JSON) is applied over the
+benchmark defaults below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Any
+
+import gevent
+from flask import Flask, jsonify, request
+
+from flask_sse_sessions import SSESessions, broadcast_progress, stats
+from flask_sse_sessions.signals import event_broadcast
+
+BENCH_DEFAULTS: dict[str, Any] = {
+    # A connect must not replay the previous event: only broadcasts count as deliveries.
+    "SSE_SESSIONS_REPLAY_ON_CONNECT": "none",
+    "SSE_SESSIONS_HEARTBEAT_INTERVAL": 5,
+    # The default (10,000) would refuse the control requests' neighbours at N = 10k.
+    "SSE_SESSIONS_MAX_CONNECTIONS": 20000,
+}
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _watched() -> int:
+    from flask_sse_sessions._watcher import WATCHER
+
+    return WATCHER.watching()
+
+
+def create_app() -> Flask:
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "benchmark"
+    app.config.update(BENCH_DEFAULTS)
+    app.config.update(json.loads(os.environ.get("SSE_BENCH_CONFIG", "{}")))
+    app.register_blueprint(SSESessions(), url_prefix="/api")
+
+    def send(session_id: str, data: dict[str, Any]) -> int:
+        return broadcast_progress(session_id, {**data, "s0": time.time()})
+
+    def publish(session_ids: list[str], body: dict[str, Any]) -> list[int]:
+        data = body.get("data") or {}
+        return [
+            send(session_id, {**data, "n": index})
+            for session_id in session_ids
+            for index in range(body.get("count", 1))
+        ]
+
+    def load(body: dict[str, Any]) -> None:
+        sessions: list[str] = body["sessions"]
+        rate: float = body["rate"]
+        seconds: float = body["seconds"]
+        rng = random.Random(body.get("seed", 0))
+        data = body.get("data") or {}
+        start = time.monotonic()
+        sent = 0
+        with app.app_context():
+            while (elapsed := time.monotonic() - start) < seconds:
+                due = int(elapsed * rate)
+                while sent < due:
+                    send(rng.choice(sessions), {**data, "n": sent})
+                    sent += 1
+                gevent.sleep(0.0005)
+            while sent < int(seconds * rate):  # the last tick's share
+                send(rng.choice(sessions), {**data, "n": sent})
+                sent += 1
+
+    @app.post("/publish/<session_id>")
+    def publish_one(session_id: str) -> Any:
+        return jsonify(reached=publish([session_id], request.get_json()))
+
+    @app.post("/publish-many")
+    def publish_many() -> Any:
+        body = request.get_json()
+        return jsonify(reached=publish(body["sessions"], body))
+
+    @app.post("/load")
+    def start_load() -> Any:
+        gevent.spawn(load, request.get_json())
+        return jsonify(started=True)
+
+    @app.get("/debug/stats")
+    def debug_stats() -> Any:
+        return jsonify(
+            {
+                **stats(),
+                "receivers": len(event_broadcast.receivers),
+                "watched_sockets": _watched(),
+                "pid": os.getpid(),
+                "rss_kib": _rss_kib(),
+            }
+        )
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    return app

@@ -1,0 +1,578 @@
+"""Run the workloads against the floor and ours, side by side, and write the results.
+
+    python -m benchmarks.run              # the full run (several minutes)
+    python -m benchmarks.run --quick      # small N, one repetition, about half a minute
+
+Writes ``<out>/<date>-<name>.json`` (every figure, every repetition) and
+``<out>/LATEST.md`` (the summary against the targets of BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .loadclient import LoadClient, percentile
+from .report import evaluate, write_summary
+from .servers import CLIENT_CPU, Server
+
+KINDS = ("floor", "ours")
+PAYLOAD = {"step": "transcoding", "pct": 42, "detail": "x" * 80}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sizes of one run."""
+
+    reps: int
+    w1_sizes: tuple[int, ...]
+    w1_idle_seconds: float
+    w2_sizes: tuple[int, ...]
+    w2_broadcasts: int
+    w4_sessions: int
+    w4_listeners: int
+    w4_events: int
+    w7_cycles: int
+    w7_concurrency: int
+    w3_connections: int
+    w3_rate: int
+    w3_seconds: float
+    w3_ramp: tuple[int, ...]
+    w3_ramp_seconds: float
+    w6_connections: int
+    w6_sessions: int
+    w6_rate: int
+    w6_seconds: float
+
+
+FULL = Plan(
+    reps=3,
+    w1_sizes=(1000, 5000, 10000),
+    w1_idle_seconds=10,
+    w2_sizes=(1000, 5000, 10000),
+    w2_broadcasts=5,
+    w4_sessions=1000,
+    w4_listeners=5,
+    w4_events=20,
+    w7_cycles=10000,
+    w7_concurrency=100,
+    w3_connections=5000,
+    w3_rate=1000,
+    w3_seconds=5,
+    w3_ramp=(1000, 2000, 4000, 8000, 16000),
+    w3_ramp_seconds=3,
+    w6_connections=1000,
+    w6_sessions=4,
+    w6_rate=100,
+    w6_seconds=6,
+)
+QUICK = Plan(
+    reps=1,
+    w1_sizes=(200,),
+    w1_idle_seconds=2,
+    w2_sizes=(500,),
+    w2_broadcasts=3,
+    w4_sessions=50,
+    w4_listeners=4,
+    w4_events=20,
+    w7_cycles=500,
+    w7_concurrency=50,
+    w3_connections=400,
+    w3_rate=200,
+    w3_seconds=1.5,
+    w3_ramp=(500,),
+    w3_ramp_seconds=1,
+    w6_connections=200,
+    w6_sessions=2,
+    w6_rate=50,
+    w6_seconds=2,
+)
+# Slow consumers need a queue they can overflow within seconds.
+W6_CONFIG = {"SSE_SESSIONS_QUEUE_SIZE": 64}
+W6_PAYLOAD = {"step": "chunk", "detail": "y" * 2000}
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def paths(session_of: Callable[[int], str], count: int) -> list[str]:
+    return [f"/api/stream/{session_of(index)}" for index in range(count)]
+
+
+def warm_up(server: Server) -> None:
+    """One connection and one broadcast, so that lazy set-up is not measured."""
+    client = LoadClient(server.port)
+    try:
+        client.open(paths(lambda _: "warmup", 2))
+        client.call("POST", "/publish/warmup", {"data": PAYLOAD})
+        client.pump(lambda: client.tally.deliveries >= 2, 5)
+    finally:
+        client.close()
+    time.sleep(0.3)
+
+
+# -- W1 idle ---------------------------------------------------------------------
+
+
+def w1_idle(kind: str, size: int, plan: Plan) -> dict[str, Any]:
+    with Server(kind) as server:
+        warm_up(server)
+        rss_before = server.rss_kib()
+        client = LoadClient(server.port)
+        try:
+            seconds = client.open(paths(lambda i: f"idle{i // 2}", size))
+            client.pump_for(1.0)
+            rss_open = server.rss_kib()
+            cpu_start = server.cpu_seconds()
+            client.reset_tally()
+            client.pump_for(plan.w1_idle_seconds)
+            cpu = server.cpu_seconds() - cpu_start
+            heartbeats = client.tally.heartbeats
+            connected = client.connected
+            failed = client.failed
+        finally:
+            client.close()
+    return {
+        "connections": connected,
+        "failed": failed,
+        "connect_seconds": round(seconds, 3),
+        "connect_rate": round(connected / seconds, 1) if seconds else 0.0,
+        "rss_before_kib": rss_before,
+        "rss_open_kib": rss_open,
+        "rss_per_connection_bytes": round((rss_open - rss_before) * 1024 / max(1, connected)),
+        "idle_seconds": plan.w1_idle_seconds,
+        "idle_cpu_percent": round(cpu / plan.w1_idle_seconds * 100, 2),
+        "heartbeats_received": heartbeats,
+    }
+
+
+# -- W2 hot session --------------------------------------------------------------
+
+
+def w2_hot(kind: str, size: int, plan: Plan) -> dict[str, Any]:
+    broadcasts = []
+    with Server(kind) as server:
+        warm_up(server)
+        client = LoadClient(server.port)
+        try:
+            client.open(paths(lambda _: "hot", size))
+            connected = client.connected
+            client.pump_for(0.5)
+            for _ in range(plan.w2_broadcasts):
+                client.reset_tally()
+                client.request("POST", "/publish/hot", {"data": PAYLOAD})
+                client.pump(lambda: client.tally.deliveries >= connected, 30)
+                tally = client.tally
+                broadcasts.append(
+                    {
+                        "deliveries": tally.deliveries,
+                        "to_last_ms": ms(tally.last_recv - tally.min_s0),
+                        "to_first_ms": ms(tally.first_recv - tally.min_s0),
+                        "p50_ms": ms(percentile(tally.latencies, 50)),
+                        "p99_ms": ms(percentile(tally.latencies, 99)),
+                    }
+                )
+                client.pump_for(0.3)
+        finally:
+            client.close()
+    return {
+        "connections": connected,
+        "expected_per_broadcast": connected,
+        "broadcasts": broadcasts,
+        "deliveries": sum(b["deliveries"] for b in broadcasts),
+        "to_last_ms": median([b["to_last_ms"] for b in broadcasts]),
+        "p50_ms": median([b["p50_ms"] for b in broadcasts]),
+        "p99_ms": median([b["p99_ms"] for b in broadcasts]),
+    }
+
+
+# -- W4 bursts -------------------------------------------------------------------
+
+
+def w4_bursts(kind: str, plan: Plan) -> dict[str, Any]:
+    sessions = [f"burst{i}" for i in range(plan.w4_sessions)]
+    size = plan.w4_sessions * plan.w4_listeners
+    with Server(kind) as server:
+        warm_up(server)
+        client = LoadClient(server.port)
+        try:
+            client.open(paths(lambda i: sessions[i % len(sessions)], size))
+            connected = client.connected
+            expected = connected * plan.w4_events
+            client.pump_for(0.5)
+            client.reset_tally()
+            client.request(
+                "POST",
+                "/publish-many",
+                {"sessions": sessions, "count": plan.w4_events, "data": PAYLOAD},
+            )
+            client.pump(lambda: client.tally.deliveries >= expected, 120)
+            tally = client.tally
+        finally:
+            client.close()
+    seconds = tally.last_recv - tally.min_s0
+    return {
+        "connections": connected,
+        "sessions": len(sessions),
+        "events_per_session": plan.w4_events,
+        "expected": expected,
+        "deliveries": tally.deliveries,
+        "seconds": round(seconds, 4),
+        "events_per_second": round(tally.deliveries / seconds, 1) if seconds > 0 else 0.0,
+        "p50_ms": ms(percentile(tally.latencies, 50)),
+        "p99_ms": ms(percentile(tally.latencies, 99)),
+    }
+
+
+# -- W7 churn --------------------------------------------------------------------
+
+
+def w7_churn(kind: str, plan: Plan) -> dict[str, Any]:
+    with Server(kind) as server:
+        warm_up(server)
+        client = LoadClient(server.port)
+        try:
+            batch = plan.w7_concurrency
+
+            def cycles(count: int) -> int:
+                done = 0
+                for round_ in range(count // batch):
+                    client.open(paths(lambda i, r=round_: f"churn{r}-{i % 10}", batch))
+                    done += client.close_some(batch, reset=False)
+                return done
+
+            cycles(min(500, plan.w7_cycles // 10))  # warm-up: allocator pools, watcher
+            settle(server)
+            stats_before = server.stats()
+            rss_before = server.rss_kib()
+            start = time.monotonic()
+            done = cycles(plan.w7_cycles)
+            seconds = time.monotonic() - start
+            stats_after = settle(server)
+            rss_after = server.rss_kib()
+        finally:
+            client.close()
+    return {
+        "cycles": done,
+        "expected": plan.w7_cycles,
+        "cycles_per_second": round(done / seconds, 1),
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "rss_growth_percent": round((rss_after - rss_before) / rss_before * 100, 2),
+        "stats_before": stats_before,
+        "stats_after": stats_after,
+    }
+
+
+def settle(server: Server, timeout: float = 15) -> dict[str, Any]:
+    """Wait until the server counts no open stream; its stats then."""
+    deadline = time.monotonic() + timeout
+    stats = server.stats()
+    while stats["connections"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stats = server.stats()
+    return stats
+
+
+# -- W3 many sessions ------------------------------------------------------------
+
+
+def w3_many(kind: str, plan: Plan) -> dict[str, Any]:
+    size = plan.w3_connections
+    sessions = [f"many{i}" for i in range(size // 2)]
+    steps = []
+    with Server(kind) as server:
+        warm_up(server)
+        client = LoadClient(server.port)
+        try:
+            client.open(paths(lambda i: sessions[i % len(sessions)], size))
+            connected = client.connected
+            client.pump_for(0.5)
+
+            def hold(rate: int, seconds: float, seed: int) -> dict[str, Any]:
+                expected = int(rate * seconds) * 2
+                client.reset_tally()
+                body = {"sessions": sessions, "rate": rate, "seconds": seconds, "seed": seed}
+                client.call("POST", "/load", {**body, "data": PAYLOAD})
+                client.pump(lambda: client.tally.deliveries >= expected, seconds + 10)
+                tally = client.tally
+                late = tally.last_recv - (tally.min_s0 + seconds)
+                p99 = percentile(tally.latencies, 99)
+                return {
+                    "rate": rate,
+                    "seconds": seconds,
+                    "expected": expected,
+                    "deliveries": tally.deliveries,
+                    "p50_ms": ms(percentile(tally.latencies, 50)),
+                    "p99_ms": ms(p99),
+                    "max_ms": ms(max(tally.latencies, default=0.0)),
+                    "held": tally.deliveries >= expected and p99 < 0.05 and late < 0.25,
+                }
+
+            at_target = hold(plan.w3_rate, plan.w3_seconds, 1)
+            for index, rate in enumerate(plan.w3_ramp):
+                step = hold(rate, plan.w3_ramp_seconds, 10 + index)
+                steps.append(step)
+                if not step["held"]:
+                    break
+                client.pump_for(0.5)
+        finally:
+            client.close()
+    held = [s["rate"] for s in steps if s["held"]]
+    return {
+        "connections": connected,
+        "sessions": len(sessions),
+        "at_rate": at_target,
+        "ramp": steps,
+        "highest_rate_held": max(held, default=0),
+    }
+
+
+# -- W6 slow consumers -----------------------------------------------------------
+
+
+def w6_slow(plan: Plan, stall: bool) -> dict[str, Any]:
+    size = plan.w6_connections
+    sessions = [f"slow{i}" for i in range(plan.w6_sessions)]
+    stalled = set(range(0, size, 100)) if stall else set()
+    with Server("ours", W6_CONFIG) as server:
+        warm_up(server)
+        rss_before = server.rss_kib()
+        client = LoadClient(server.port)
+        try:
+            client.open(paths(lambda i: sessions[i % len(sessions)], size), stalled=stalled)
+            connected = client.connected
+            client.pump_for(0.5)
+            client.reset_tally()
+            body = {"sessions": sessions, "rate": plan.w6_rate, "seconds": plan.w6_seconds}
+            client.call("POST", "/load", {**body, "seed": 6, "data": W6_PAYLOAD})
+            published = int(plan.w6_rate * plan.w6_seconds)
+            readers = [s for s in client.streams.values() if not s.stalled]
+
+            def per_session() -> dict[str, set[int]]:
+                seen: dict[str, set[int]] = {}
+                for stream in readers:
+                    seen.setdefault(stream.path, set()).add(stream.events)
+                return seen
+
+            def done() -> bool:
+                return sum(max(v) for v in per_session().values()) >= published
+
+            client.pump(done, plan.w6_seconds + 15)
+            client.pump_for(0.5)
+            counts = per_session()
+            rss_peak = server.rss_kib()
+            stats = server.stats()
+            tally = client.tally
+        finally:
+            client.close()
+    return {
+        "connections": connected,
+        "stalled": len(stalled),
+        "published": published,
+        "received_by_each_session": sum(max(v) for v in counts.values()),
+        "readers_agree": all(len(v) == 1 for v in counts.values()),
+        "reader_deliveries": tally.deliveries,
+        "p50_ms": ms(percentile(tally.latencies, 50)),
+        "p99_ms": ms(percentile(tally.latencies, 99)),
+        "dropped": stats.get("dropped", 0),
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_peak,
+    }
+
+
+# -- the run ---------------------------------------------------------------------
+
+
+def repeat(reps: int, label: str, job: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+    runs = []
+    for rep in range(reps):
+        log(f"{label} rep {rep + 1}/{reps}")
+        runs.append(job())
+    return runs
+
+
+def med(runs: list[dict[str, Any]], key: str) -> float:
+    return median([float(run[key]) for run in runs])
+
+
+def run(plan: Plan, only: set[str] | None) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
+    if wanted("W1"):
+        w1: dict[str, Any] = {}
+        for size in plan.w1_sizes:
+            entry: dict[str, Any] = {}
+            for rep in range(plan.reps):
+                for kind in KINDS:  # interleaved, so drifts hit both alike
+                    log(f"W1 idle {kind} N={size} rep {rep + 1}/{plan.reps}")
+                    entry.setdefault(kind, {"runs": []})["runs"].append(w1_idle(kind, size, plan))
+            for kind in KINDS:
+                runs = entry[kind]["runs"]
+                for key in ("connections", "rss_per_connection_bytes", "idle_cpu_percent",
+                            "connect_rate"):  # fmt: skip
+                    entry[kind][key] = med(runs, key)
+            entry["rss_ratio"] = round(
+                entry["ours"]["rss_per_connection_bytes"]
+                / max(1.0, entry["floor"]["rss_per_connection_bytes"]),
+                3,
+            )
+            w1[str(size)] = entry
+        results["W1"] = w1
+
+    if wanted("W2"):
+        w2: dict[str, Any] = {}
+        for size in plan.w2_sizes:
+            entry = {}
+            for rep in range(plan.reps):
+                for kind in KINDS:
+                    log(f"W2 hot {kind} N={size} rep {rep + 1}/{plan.reps}")
+                    entry.setdefault(kind, {"runs": []})["runs"].append(w2_hot(kind, size, plan))
+            for kind in KINDS:
+                runs = entry[kind]["runs"]
+                for key in ("to_last_ms", "p50_ms", "p99_ms"):
+                    entry[kind][key] = med(runs, key)
+            entry["to_last_ratio"] = round(
+                entry["ours"]["to_last_ms"] / max(1e-9, entry["floor"]["to_last_ms"]), 3
+            )
+            w2[str(size)] = entry
+        results["W2"] = w2
+
+    if wanted("W4"):
+        entry = {}
+        for rep in range(plan.reps):
+            for kind in KINDS:
+                log(f"W4 bursts {kind} rep {rep + 1}/{plan.reps}")
+                entry.setdefault(kind, {"runs": []})["runs"].append(w4_bursts(kind, plan))
+        for kind in KINDS:
+            entry[kind]["events_per_second"] = med(entry[kind]["runs"], "events_per_second")
+        entry["rate_ratio"] = round(
+            entry["ours"]["events_per_second"] / max(1e-9, entry["floor"]["events_per_second"]),
+            3,
+        )
+        results["W4"] = entry
+
+    if wanted("W7"):
+        entry = {}
+        for kind in KINDS:
+            entry[kind] = {"runs": repeat(1, f"W7 churn {kind}", lambda k=kind: w7_churn(k, plan))}
+            entry[kind].update(entry[kind]["runs"][0])
+        results["W7"] = entry
+
+    if wanted("W3"):
+        entry = {}
+        for kind in KINDS:
+            entry[kind] = {"runs": repeat(1, f"W3 many {kind}", lambda k=kind: w3_many(k, plan))}
+            first = entry[kind]["runs"][0]
+            entry[kind]["p99_ms_at_rate"] = first["at_rate"]["p99_ms"]
+            entry[kind]["highest_rate_held"] = first["highest_rate_held"]
+        results["W3"] = entry
+
+    if wanted("W6"):
+        log("W6 slow consumers: baseline (no stalls)")
+        base = w6_slow(plan, stall=False)
+        log("W6 slow consumers: 1% stalled")
+        stalled = w6_slow(plan, stall=True)
+        results["W6"] = {
+            "ours": {"no_stalls": base, "stalled": stalled},
+            "p99_ratio": round(stalled["p99_ms"] / max(1e-9, base["p99_ms"]), 3),
+        }
+    return results
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for module in ("gevent", "gunicorn", "flask", "greenlet", "blinker"):
+        try:
+            from importlib.metadata import version
+
+            versions[module] = version(module)
+        except Exception:
+            versions[module] = "?"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "pinning": f"server on CPU 0, client on CPU {CLIENT_CPU}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N, one repetition")
+    parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--only", help="comma-separated workloads, e.g. W1,W2")
+    parser.add_argument("--name", help="results file name part (default: quick or full)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    if args.reps:
+        plan = Plan(**{**plan.__dict__, "reps": args.reps})
+    only = set(args.only.upper().split(",")) if args.only else None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 20000 if hard == resource.RLIM_INFINITY else min(20000, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+
+    started = time.time()
+    name = args.name or ("quick" if args.quick else "full")
+    log(f"benchmark run '{name}', reps={plan.reps}")
+    figures = run(plan, only)
+    duration = time.time() - started
+    document = {
+        "name": name,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
+        "duration_seconds": round(duration, 1),
+        "machine": machine(),
+        "plan": plan.__dict__,
+        "workloads": figures,
+    }
+    document["targets"] = evaluate(document)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+    path = args.out / f"{stamp}-{name}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    write_summary(document, args.out / "LATEST.md", path.name)
+    log(f"wrote {path} and {args.out / 'LATEST.md'} in {duration:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
