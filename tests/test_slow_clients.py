@@ -1,0 +1,195 @@
+"""Slow clients end to end: a client that stops reading is cut, never waited
+for, and resumes without a loss; clients that read are never cut, not even by a
+burst of broadcasts from one view, which never yields to their streams."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+from flask_sse_sessions._wire import Parser, ServerSentEvent
+from tests.conftest import Server
+
+QUEUE_SIZE = 256
+CONFIG = {
+    "SSE_SESSIONS_HEARTBEAT_INTERVAL": 1,
+    "SSE_SESSIONS_QUEUE_SIZE": QUEUE_SIZE,
+    "SSE_SESSIONS_HISTORY_SIZE": 1000,
+}
+
+
+def key(event_id: str) -> tuple[int, int]:
+    milliseconds, sequence = event_id.split("-")
+    return int(milliseconds), int(sequence)
+
+
+class Reader:
+    """A client that reads its stream as fast as it can, in a thread."""
+
+    def __init__(self, server: Server, session_id: str) -> None:
+        self.stream = server.stream(session_id)
+        (connected,) = self.stream.events(1)
+        assert json.loads(connected.data)["type"] == "connected"
+        self.events: list[ServerSentEvent] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and not self.stream.ended:
+            for event in self.stream.pending_events(wait=0.05):
+                if json.loads(event.data)["type"] != "heartbeat":
+                    self.events.append(event)
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[ServerSentEvent]:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            if self.stream.ended:
+                break
+            time.sleep(0.02)
+        return self.events
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.stream.close()
+
+
+def assert_every_event_once_in_order(events: list[ServerSentEvent], total: int) -> None:
+    values = [json.loads(event.data) for event in events]
+    assert [value["type"] for value in values] == ["progress"] * len(values), [
+        value["type"] for value in values if value["type"] != "progress"
+    ]
+    assert [value["k"] for value in values] == list(range(total))
+    ids = [event.id for event in events]
+    assert len(set(ids)) == len(ids)
+    assert sorted(ids, key=key) == ids
+
+
+def publish_numbered(server: Server, session_id: str, start: int, count: int, **data: Any) -> int:
+    """Publish ``count`` events from one view; event ``i`` carries ``k = start + i``."""
+    server.publish(session_id, {"start": start, **data}, count=count)
+    return start + count
+
+
+def numbered(events: list[ServerSentEvent]) -> list[ServerSentEvent]:
+    """Give each event its ``k`` (``start + n``) in place of the two fields."""
+    out = []
+    for event in events:
+        value = json.loads(event.data)
+        if "start" in value:
+            value = {"type": value["type"], "k": value.pop("start") + value.pop("n")}
+        out.append(ServerSentEvent(data=json.dumps(value), id=event.id))
+    return out
+
+
+def test_a_burst_from_one_view_does_not_cut_clients_that_read(serve: Any, session_id: str) -> None:
+    server = serve(CONFIG)
+    dropped = server.stats()["dropped"]
+    readers = [Reader(server, session_id) for _ in range(3)]
+    try:
+        total = publish_numbered(server, session_id, 0, 600)
+        for reader in readers:
+            assert_every_event_once_in_order(numbered(reader.wait_for(total)), total)
+        # Still connected, still live.
+        total = publish_numbered(server, session_id, total, 1)
+        for reader in readers:
+            assert_every_event_once_in_order(numbered(reader.wait_for(total)), total)
+            assert not reader.stream.ended
+    finally:
+        for reader in readers:
+            reader.close()
+    assert server.stats()["dropped"] == dropped
+
+
+def test_a_burst_larger_than_the_history_resets_instead_of_cutting(
+    serve: Any, session_id: str
+) -> None:
+    server = serve(CONFIG)
+    dropped = server.stats()["dropped"]
+    reader = Reader(server, session_id)
+    try:
+        publish_numbered(server, session_id, 0, 1500)
+        events = reader.wait_for(QUEUE_SIZE + 2)
+        values = [json.loads(event.data) for event in events]
+        # What the connection held, then a reset, then the latest event.
+        assert [v.get("n") for v in values[:QUEUE_SIZE]] == list(range(QUEUE_SIZE))
+        assert [v["type"] for v in values[QUEUE_SIZE:]] == ["reset", "progress"]
+        assert values[-1]["n"] == 1499
+        assert not reader.stream.ended
+    finally:
+        reader.close()
+    assert server.stats()["dropped"] == dropped
+
+
+def stalled_client(port: int, session_id: str) -> socket.socket:
+    """A client with a tiny receive buffer that sends its request and never reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return sock
+
+
+def read_what_arrived(sock: socket.socket) -> list[ServerSentEvent]:
+    """Drain a cut connection to its end; parse the complete chunks it holds."""
+    raw = b""
+    sock.settimeout(10)
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        raw += data
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    decoded = b""
+    while b"\r\n" in body:
+        size_line, rest = body.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0 or len(rest) < size + 2:
+            break  # the end, or a chunk cut short
+        decoded += rest[:size]
+        body = rest[size + 2 :]
+    return list(Parser().feed(decoded.decode("utf-8", errors="ignore")))
+
+
+def test_a_client_that_stops_reading_is_cut_and_resumes_without_a_loss(
+    serve: Any, session_id: str
+) -> None:
+    server = serve(CONFIG)
+    dropped = server.stats()["dropped"]
+    stalled = stalled_client(server.port, session_id)
+    readers = [Reader(server, session_id) for _ in range(2)]
+    blob = "x" * 16_000
+    total = 0
+    try:
+        for _ in range(3):  # small events, one chunk each: these reach the client
+            total = publish_numbered(server, session_id, total, 1)
+        for reader in readers:
+            reader.wait_for(total)
+        deadline = time.monotonic() + 30
+        while server.stats()["dropped"] == dropped:
+            assert time.monotonic() < deadline, "the stalled client was never cut"
+            total = publish_numbered(server, session_id, total, 50, blob=blob)
+        assert server.stats()["dropped"] == dropped + 1
+        # The readers were never held up by the stalled client, and never cut.
+        for reader in readers:
+            assert_every_event_once_in_order(numbered(reader.wait_for(total)), total)
+            assert not reader.stream.ended
+        # The stalled client kept what reached it, and resumes after it.
+        received = [e for e in numbered(read_what_arrived(stalled)) if e.id]
+        assert len(received) < total - QUEUE_SIZE
+        assert received, "the first small events fit in its buffer"
+        with server.stream(session_id, {"Last-Event-ID": received[-1].id}) as resumed:
+            rest = resumed.events(total - len(received) + 1, timeout=20)[1:]
+        assert_every_event_once_in_order(received + numbered(rest), total)
+    finally:
+        stalled.close()
+        for reader in readers:
+            reader.close()
