@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import select
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -31,9 +33,9 @@ class Connection:
     """One open stream: its pending events and the means to wake it.
 
     :attr:`pending` holds at most ``queue_size`` events. When a broadcast finds
-    it full the connection is marked :attr:`lagging` and gets no more
-    references: if it is waiting to be scheduled it catches up from history
-    when it runs; if its socket is not draining it is disconnected at once.
+    it full the connection gets no more references and :attr:`lagging` counts
+    the events it missed: if it is waiting to be scheduled it catches up from
+    history when it runs; if its socket is not draining it is disconnected.
     """
 
     __slots__ = (
@@ -54,7 +56,7 @@ class Connection:
         self.socket = sock
         self.pending: list[Event] = []
         self.wakeup = threading.Event()
-        self.lagging = False
+        self.lagging = 0
         self.writing = False
         self.closed = False
 
@@ -134,8 +136,8 @@ class Registry:
     def take(self, conn: Connection) -> tuple[list[Event], bool]:
         """Hand the connection everything delivered to it, and whether it lagged."""
         with self.lock:
-            events, lagging = conn.pending, conn.lagging
-            conn.pending, conn.lagging = [], False
+            events, lagging = conn.pending, conn.lagging > 0
+            conn.pending, conn.lagging = [], 0
             conn.wakeup.clear()
         return events, lagging
 
@@ -154,13 +156,22 @@ class Registry:
                 if len(pending) < limit:
                     pending.append(event)
                     conn.wakeup.set()
-                elif not conn.lagging:
-                    conn.lagging = True
-                    if conn.writing:
-                        self.dropped += 1
-                        conn.disconnect()
-                    else:
-                        conn.wakeup.set()
+                    continue
+                conn.lagging += 1
+                if conn.lagging == 1:
+                    conn.wakeup.set()
+                # A stream blocked in a write was maybe only not scheduled since
+                # its socket drained (a burst from one view holds the CPU): ask
+                # the socket, when the queue overflows and at each queue's worth
+                # more, and cut the client only if it is really not reading.
+                if (
+                    conn.writing
+                    and not conn.closed
+                    and (conn.lagging - 1) % limit == 0
+                    and _send_buffer_full(conn.socket)
+                ):
+                    self.dropped += 1
+                    conn.disconnect()
             return len(conns)
 
     def stats(self) -> dict[str, int]:
@@ -171,3 +182,25 @@ class Registry:
                 "users": len(self._users),
                 "dropped": self.dropped,
             }
+
+
+def _send_buffer_full(sock: Any) -> bool:
+    """Whether a write to ``sock`` would block right now; never blocks itself.
+
+    gevent's cooperative ``poll`` answers only after a turn of its loop, so
+    this asks the operating system's. Without a socket to ask (or a ``poll``)
+    it assumes the worst.
+    """
+    if sock is None:
+        return True
+    monkey = sys.modules.get("gevent.monkey")  # imported if gevent patched anything
+    try:
+        poll = monkey.get_original("select", "poll") if monkey else select.poll
+    except AttributeError:
+        return True  # no poll on this platform
+    try:
+        poller = poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        return not any(events & select.POLLOUT for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return True

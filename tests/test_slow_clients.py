@@ -193,3 +193,37 @@ def test_a_client_that_stops_reading_is_cut_and_resumes_without_a_loss(
         stalled.close()
         for reader in readers:
             reader.close()
+
+
+def test_bursts_of_large_events_do_not_cut_clients_that_read(serve: Any, session_id: str) -> None:
+    # Each reader's stream is still writing one burst (megabytes, so its
+    # write blocks for a while) when the next burst overflows its queue: it
+    # was merely woken late, its socket drains, it must catch up, not be cut.
+    server = serve(CONFIG)
+    dropped = server.stats()["dropped"]
+    readers = [Reader(server, session_id) for _ in range(2)]
+    blob = "y" * 20_000
+    try:
+        threads = [
+            threading.Thread(
+                target=publish_numbered,
+                args=(server, session_id, start, 300),
+                kwargs={"blob": blob},
+            )
+            for start in (0, 300, 600)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        for reader in readers:
+            events = numbered(reader.wait_for(900))
+            assert not reader.stream.ended, server.stats()
+            values = [json.loads(event.data) for event in events]
+            assert sorted(value["k"] for value in values) == list(range(900))
+            ids = [event.id for event in events]
+            assert sorted(set(ids), key=key) == ids
+    finally:
+        for reader in readers:
+            reader.close()
+    assert server.stats()["dropped"] == dropped
