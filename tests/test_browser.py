@@ -21,7 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Response, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Locator,
+    Page,
+    Playwright,
+    Response,
+    expect,
+    sync_playwright,
+)
 
 from example_app.app import ANSWER, KINDS
 
@@ -38,6 +46,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 15_000
+expect.set_options(timeout=TIMEOUT_MS)
 EXAMPLE_APP = "example_app.app:create_app(EXAMPLE_STEP_SECONDS={step}, EXAMPLE_TOKEN_SECONDS=0.01)"
 TEST_APP = "tests.browser_app:create_app()"
 
@@ -185,7 +194,14 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
 # The example app
 
 
-def job_lines(card: Any) -> list[int]:
+def start_job(page: Page, kind: str) -> Locator:
+    """Click the button of a job kind; the job's card."""
+    with page.expect_response(lambda r: r.url.endswith("/jobs") and r.status == 201) as info:
+        page.click(f"[data-start={kind}]")
+    return page.locator(f".job[data-job-id='{info.value.json()['id']}']")
+
+
+def job_lines(card: Locator) -> list[int]:
     return [int(n) for n in card.locator(".log li[data-n]").evaluate_all(
         "items => items.map((item) => item.dataset.n)"
     )]  # fmt: skip
@@ -193,8 +209,7 @@ def job_lines(card: Any) -> list[int]:
 
 def test_job_runs_to_100_percent(page: Page, example: Gunicorn) -> None:
     page.goto(example.url)
-    page.click("[data-start=report]")
-    card = page.locator(".job").first
+    card = start_job(page, "report")
     expect(card).to_have_attribute("data-state", "running")
     expect(card).to_have_attribute("data-state", "done")
     expect(card.locator(".percent")).to_have_text("100%")
@@ -215,19 +230,16 @@ def test_job_runs_to_100_percent(page: Page, example: Gunicorn) -> None:
 def test_reload_mid_job_continues_without_gaps(page: Page, example: Gunicorn) -> None:
     steps = KINDS["import"].steps
     page.goto(example.url)
-    page.click("[data-start=import]")
-    card = page.locator(".job").first
-    job_id = card.get_attribute("data-job-id")
+    card = start_job(page, "import")
     expect(card.locator(".log li[data-n='4']")).to_be_attached()
     seen = len(job_lines(card))
 
     page.reload()
-    card = page.locator(f".job[data-job-id='{job_id}']")
     expect(card.locator(f".log li[data-n='{seen}']")).to_be_attached()
     assert card.get_attribute("data-state") == "running", "the job ended before the reload"
     second = page.context.new_page()
     second.goto(example.url)
-    second_card = second.locator(f".job[data-job-id='{job_id}']")
+    second_card = second.locator(f".job[data-job-id='{card.get_attribute('data-job-id')}']")
 
     expect(card).to_have_attribute("data-state", "done")
     expect(second_card).to_have_attribute("data-state", "done")
@@ -239,8 +251,9 @@ def test_reload_mid_job_continues_without_gaps(page: Page, example: Gunicorn) ->
 def test_answer_streams_token_by_token(page: Page, example: Gunicorn) -> None:
     page.goto(example.url)
     page.fill("#ask input", "How does this page stay up to date?")
-    page.click("#ask button")
-    answer = page.locator(".answer").first
+    with page.expect_response(lambda r: r.url.endswith("/answers")) as info:
+        page.click("#ask button")
+    answer = page.locator(f".answer[data-job-id='{info.value.json()['id']}']")
     expect(answer).to_have_attribute("data-state", "running")
     expect(answer).to_have_attribute("data-state", "done")
     expect(answer.locator(".text")).to_have_text(ANSWER)
@@ -251,8 +264,7 @@ def test_page_recovers_after_server_restart(
 ) -> None:
     server = start_server(EXAMPLE_APP.format(step=0.3))
     page.goto(server.url)
-    page.click("[data-start=import]")
-    card = page.locator(".job").first
+    card = start_job(page, "import")
     expect(card.locator(".log li[data-n='2']")).to_be_attached()
 
     server.kill()
@@ -265,8 +277,7 @@ def test_page_recovers_after_server_restart(
     expect(card).to_have_attribute("data-state", "lost")
     expect(card.locator(".status")).to_contain_text("server restarted")
     expect(card).to_have_attribute("data-connection", "closed")
-    page.click("[data-start=report]")
-    expect(page.locator(".job").first).to_have_attribute("data-state", "done")
+    expect(start_job(page, "report")).to_have_attribute("data-state", "done")
 
 
 # The client itself

@@ -123,6 +123,7 @@ function addAnswer(job) {
 }
 
 function add(job) {
+  if (document.querySelector(`[data-job-id="${job.id}"]`)) return;
   (job.kind === "answer" ? addAnswer : addJob)(job);
 }
 
@@ -143,5 +144,7 @@ document.getElementById("ask").addEventListener("submit", async (event) => {
   add(await postJson("/answers", { question }));
 });
 
+// The controls wait for the jobs so far, so that new ones come on top.
 const { jobs } = await (await fetch("/jobs")).json();
 jobs.forEach(add);
+document.querySelectorAll("button").forEach((button) => (button.disabled = false));
