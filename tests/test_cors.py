@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from flask_sse_sessions import new_session_id
@@ -51,58 +52,51 @@ def every_answer(server: Server, session_id: str) -> list[tuple[str, str, int]]:
 
 def test_listed_origins_are_echoed_exactly_with_credentials(serve: Any) -> None:
     server = serve(LISTED, DENY)
-    for origin in (APP, ADMIN):
-        session_id = new_session_id()
-        opened = []
-        for method, path, status in every_answer(server, session_id):
-            response = request(server, path, origin, method=method)
-            assert response.status == status, (method, path)
-            expected = {
-                "access-control-allow-origin": origin,
-                "access-control-allow-credentials": "true",
-            }
-            if method == "OPTIONS":
-                expected |= {
-                    "access-control-allow-methods": "GET",
-                    "access-control-allow-headers": "Last-Event-ID, Cache-Control",
-                    "access-control-max-age": "600",
+    with ExitStack() as opened:
+        for origin in (APP, ADMIN):
+            for method, path, status in every_answer(server, new_session_id()):
+                response = opened.enter_context(request(server, path, origin, method=method))
+                assert response.status == status, (method, path)
+                expected = {
+                    "access-control-allow-origin": origin,
+                    "access-control-allow-credentials": "true",
                 }
-            else:
-                # The browser client reads Retry-After of a 429 or 503 with fetch.
-                expected["access-control-expose-headers"] = "Retry-After"
-            assert cors_headers(response) == expected, (method, path, status)
-            assert "origin" in vary(response), (method, path, status)
-            opened.append(response)
-        for response in opened:
-            response.close()
-        server.wait_for("connections", 0)
+                if method == "OPTIONS":
+                    expected |= {
+                        "access-control-allow-methods": "GET",
+                        "access-control-allow-headers": "Last-Event-ID, Cache-Control",
+                        "access-control-max-age": "600",
+                    }
+                else:
+                    # The browser client reads Retry-After of a 429 or 503 with fetch.
+                    expected["access-control-expose-headers"] = "Retry-After"
+                assert cors_headers(response) == expected, (method, path, status)
+                assert "origin" in vary(response), (method, path, status)
+
+
+OTHER_ORIGINS = [
+    None,
+    "https://evil.example.com",
+    "http://app.example.com",  # another scheme
+    "https://app.example.com:8443",  # another port
+    "https://app.example.com.evil.example",
+    "https://evil.example/https://app.example.com",
+    "null",
+    "*",
+    "",
+]
 
 
 def test_other_origins_get_no_cors_headers(serve: Any) -> None:
     server = serve(LISTED, DENY)
-    for origin in (
-        None,
-        "https://evil.example.com",
-        "http://app.example.com",  # another scheme
-        "https://app.example.com:8443",  # another port
-        "https://app.example.com.evil.example",
-        "https://evil.example/https://app.example.com",
-        "null",
-        "*",
-        "",
-    ):
-        session_id = new_session_id()
-        opened = []
-        for method, path, status in every_answer(server, session_id):
-            response = request(server, path, origin, method=method)
-            assert response.status == status, (origin, method, path)
-            assert cors_headers(response) == {}, (origin, method, path)
-            # What is allowed depends on Origin, so caches must key on it.
-            assert "origin" in vary(response), (origin, method, path)
-            opened.append(response)
-        for response in opened:
-            response.close()
-        server.wait_for("connections", 0)
+    with ExitStack() as opened:
+        for origin in OTHER_ORIGINS:
+            for method, path, status in every_answer(server, new_session_id()):
+                response = opened.enter_context(request(server, path, origin, method=method))
+                assert response.status == status, (origin, method, path)
+                assert cors_headers(response) == {}, (origin, method, path)
+                # What is allowed depends on Origin, so caches must key on it.
+                assert "origin" in vary(response), (origin, method, path)
 
 
 def test_without_configured_origins_nothing_is_allowed(server: Server, session_id: str) -> None:
