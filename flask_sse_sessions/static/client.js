@@ -7,13 +7,13 @@
  * fix).
  */
 
-var WITHOUT_ID = { connected: true, heartbeat: true, reset: true };
+var WITHOUT_ID = ["connected", "heartbeat", "reset"];
 
 function connect(url, options) {
   options = options || {};
   var minDelay = options.minDelay || 1000;
   var maxDelay = options.maxDelay || 30000;
-  var listeners = {};
+  var listeners = Object.create(null);
   var source = null;
   var probe = null;
   var timer = null;
@@ -65,7 +65,7 @@ function connect(url, options) {
       return;
     }
     var type = data.type;
-    var id = WITHOUT_ID[type] ? null : event.lastEventId || null;
+    var id = WITHOUT_ID.indexOf(type) < 0 ? event.lastEventId || null : null;
     if (id) stream.lastEventId = id;
     if (type === "connected") failures = 0;
     if (type === "complete") finish();
