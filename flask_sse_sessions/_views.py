@@ -110,8 +110,12 @@ def stream(session_id: str) -> Response:
             f"Events are unavailable right now: {exc}",
             retry_after=state.registry.retry_after,
         )
-    WATCHER.watch(conn)
-    connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
+    try:
+        WATCHER.watch(conn)
+        connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
+    except BaseException:
+        body.close()  # the server never gets the body to close: free the slot here
+        raise
     return Response(
         body,
         headers=STREAM_HEADERS,

@@ -8,8 +8,10 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
+from flask import Flask
 
-from flask_sse_sessions import new_session_id
+from flask_sse_sessions import SSESessions, new_session_id, stats
+from flask_sse_sessions.signals import connection_opened
 from tests.conftest import Server
 from tests.rawhttp import RawStream
 
@@ -153,6 +155,27 @@ def test_streams_ended_by_the_server_free_their_slots(serve: Any, session_id: st
         # The clients keep their sockets (keep-alive); the slots are free anyway.
         server.wait_for("connections", 0)
         open_streams(stack, server, new_session_id(), 3)
+
+
+def test_a_failing_connection_opened_receiver_takes_no_slot() -> None:
+    # Regression: the slot was taken before the signal was sent, and a receiver
+    # that raised (the app's metrics, say) left it taken for good.
+    app = Flask(__name__)
+    app.config["SSE_SESSIONS_MAX_CONNECTIONS"] = 1
+    SSESessions().init_app(app, url_prefix="/api")
+
+    def broken(sender: Flask, **kwargs: Any) -> None:
+        raise RuntimeError("metrics are down")
+
+    client = app.test_client()
+    with connection_opened.connected_to(broken, app):
+        for _ in range(2):
+            assert client.get("/api/stream/abc").status_code == 500
+    with app.app_context():
+        assert stats()["connections"] == 0
+    response = client.get("/api/stream/abc", buffered=False)
+    assert response.status_code == 200
+    response.close()
 
 
 @pytest.mark.xfail(
