@@ -181,6 +181,25 @@ def test_a_failing_connection_opened_receiver_takes_no_slot() -> None:
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
+    reason="a Response discarded by Flask is never closed; needs a blueprint"
+    " teardown_request in _blueprint.py (see the report)",
+)
+def test_an_after_request_that_raises_frees_the_slot() -> None:
+    app = Flask(__name__)
+    SSESessions().init_app(app, url_prefix="/api")
+
+    @app.after_request
+    def broken(response: Any) -> Any:
+        raise RuntimeError("the app's own after_request failed")
+
+    assert app.test_client().get("/api/stream/abc").status_code == 500
+    with app.app_context():
+        assert stats()["connections"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
     reason="_watcher.py stops watching a socket that sent any byte after its request,"
     " so its hang-up is only noticed by a heartbeat write (see the report)",
 )
