@@ -1,0 +1,102 @@
+"""The benchmark harness runs end to end in its quick mode and writes sane figures.
+
+No speed is asserted here (these machines are noisy): only that every workload ran,
+that the counts are positive and that every expected event was delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=240,
+    )
+    files = list(out.glob("*-quick.json"))
+    assert len(files) == 1, files
+    assert (out / "LATEST.md").read_text().startswith("# Benchmark results: quick")
+    return dict(json.loads(files[0].read_text()))
+
+
+def test_every_workload_is_reported(results: dict[str, Any]) -> None:
+    assert set(results["workloads"]) == {"W1", "W2", "W3", "W4", "W6", "W7"}
+    assert results["machine"]["cores"] >= 1
+    assert results["duration_seconds"] > 0
+    verdicts = {row["figure"]: row["verdict"] for row in results["targets"]}
+    assert any(figure.startswith("W2 fan-out") for figure in verdicts)
+
+
+def test_w1_idle(results: dict[str, Any]) -> None:
+    for size, entry in results["workloads"]["W1"].items():
+        for kind in ("floor", "ours"):
+            figures = entry[kind]
+            assert figures["connections"] == int(size)
+            assert figures["connect_rate"] > 0
+            assert figures["rss_per_connection_bytes"] > 0
+            assert figures["idle_cpu_percent"] >= 0
+        assert entry["rss_ratio"] > 0
+
+
+def test_w2_every_listener_gets_every_broadcast(results: dict[str, Any]) -> None:
+    for entry in results["workloads"]["W2"].values():
+        for kind in ("floor", "ours"):
+            for run in entry[kind]["runs"]:
+                assert run["connections"] > 0
+                for broadcast in run["broadcasts"]:
+                    assert broadcast["deliveries"] == run["expected_per_broadcast"]
+                    assert 0 < broadcast["to_last_ms"] < 60_000
+                    assert 0 < broadcast["p50_ms"] <= broadcast["p99_ms"]
+        assert entry["to_last_ratio"] > 0
+
+
+def test_w4_bursts_deliver_every_event(results: dict[str, Any]) -> None:
+    entry = results["workloads"]["W4"]
+    for kind in ("floor", "ours"):
+        for run in entry[kind]["runs"]:
+            assert run["expected"] == run["connections"] * run["events_per_session"] > 0
+            assert run["deliveries"] == run["expected"]
+            assert run["events_per_second"] > 0
+
+
+def test_w3_many_sessions(results: dict[str, Any]) -> None:
+    for kind in ("floor", "ours"):
+        run = results["workloads"]["W3"][kind]["runs"][0]
+        assert run["connections"] == 2 * run["sessions"] > 0
+        for step in [run["at_rate"], *run["ramp"]]:
+            assert step["deliveries"] == step["expected"] > 0
+            assert step["p99_ms"] > 0
+
+
+def test_w6_readers_get_everything(results: dict[str, Any]) -> None:
+    entry = results["workloads"]["W6"]["ours"]
+    assert entry["stalled"]["stalled"] > 0 == entry["no_stalls"]["stalled"]
+    for figures in entry.values():
+        assert figures["readers_agree"]
+        assert figures["received_by_each_session"] == figures["published"] > 0
+        assert figures["p99_ms"] > 0
+
+
+def test_w7_churn_leaves_nothing_behind(results: dict[str, Any]) -> None:
+    for kind in ("floor", "ours"):
+        figures = results["workloads"]["W7"][kind]
+        assert figures["cycles"] == figures["expected"] > 0
+        assert figures["stats_after"]["connections"] == 0
+        assert figures["stats_after"]["sessions"] == 0
+        assert figures["rss_after_kib"] > 0
+    ours = results["workloads"]["W7"]["ours"]
+    assert ours["stats_after"]["watched_sockets"] == 0
+    assert ours["stats_after"]["receivers"] == ours["stats_before"]["receivers"]
