@@ -38,8 +38,9 @@ class Backend(ABC):
     def history(self, session_id: str, after: EventKey | None) -> list[Event] | None:
         """Stored events after ``after`` (all of them for None), oldest first.
 
-        :returns: None when ``after`` is not stored (any more): what came
-            between it and the oldest stored event is unknown.
+        :returns: None when ``after`` is neither stored nor the event just
+            before the oldest stored one: what came between it and the oldest
+            stored event is unknown.
         """
 
     def stats(self) -> dict[str, int]:

@@ -12,10 +12,13 @@ from ._events import Event, EventKey, next_event_id
 
 
 class _History:
-    __slots__ = ("events", "expires")
+    __slots__ = ("events", "evicted", "expires")
 
     def __init__(self, size: int) -> None:
         self.events: deque[Event] = deque(maxlen=size)
+        # The newest event the size bound pushed out: a client that has it
+        # misses nothing that is not stored.
+        self.evicted: EventKey | None = None
         self.expires = 0.0
 
 
@@ -61,7 +64,10 @@ class MemoryBackend(Backend):
                 history = _History(self._size)
             event = Event(next_event_id(self._last), type, json_text)
             self._last = event.key
-            history.events.append(event)
+            events = history.events
+            if len(events) == events.maxlen:
+                history.evicted = events[0].key
+            events.append(event)
             history.expires = now + self._ttl
             self._sessions[session_id] = history
             return self._deliver(session_id, event)
@@ -75,8 +81,8 @@ class MemoryBackend(Backend):
         if history is None:
             return None if after is not None else []
         with self._lock:
-            events = list(history.events)
-        if after is None:
+            events, evicted = list(history.events), history.evicted
+        if after is None or after == evicted:
             return events
         for index, event in enumerate(events):
             if event.key == after:

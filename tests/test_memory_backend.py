@@ -138,11 +138,19 @@ def test_history_after_an_id_no_longer_stored_is_none() -> None:
     publish(backend, "s", 12)
     events = [e for _, e in bus.delivered]
     assert backend.history("s", events[0].key) is None  # evicted long ago
-    assert backend.history("s", events[-7].key) is None  # evicted, one before the oldest
+    assert backend.history("s", events[-7].key) is None  # two before the oldest stored
     newer = (events[-1].key[0] + 1, 0)
     assert backend.history("s", newer) is None  # never issued
     between = (events[-3].key[0], events[-3].key[1] + 1000)
     assert backend.history("s", between) is None
+
+
+def test_history_after_the_event_just_before_the_oldest_stored_is_all_of_it() -> None:
+    # Nothing after it was pushed out: no reason to reset a client that has it.
+    backend, bus, _ = make(size=5)
+    publish(backend, "s", 12)
+    events = [e for _, e in bus.delivered]
+    assert backend.history("s", events[-6].key) == events[-5:]
 
 
 def test_a_session_without_history() -> None:

@@ -125,6 +125,17 @@ def test_a_burst_larger_than_the_history_resets_instead_of_cutting(
     assert server.stats()["dropped"] == dropped
 
 
+def test_a_burst_of_queue_plus_history_events_loses_nothing(serve: Any, session_id: str) -> None:
+    # The connection holds the first QUEUE_SIZE events, the history the rest.
+    server = serve(CONFIG)
+    reader = Reader(server, session_id)
+    try:
+        total = publish_numbered(server, session_id, 0, QUEUE_SIZE + 1000)
+        assert_every_event_once_in_order(numbered(reader.wait_for(total)), total)
+    finally:
+        reader.close()
+
+
 def stalled_client(port: int, session_id: str) -> socket.socket:
     """A client with a tiny receive buffer that sends its request and never reads."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
