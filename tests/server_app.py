@@ -66,6 +66,11 @@ def create_app() -> Flask:
 
     app.register_blueprint(sse, url_prefix="/api")
 
+    if "slow_history" in hooks:
+        # Reading history yields for a while, as a network backend would: live
+        # events published meanwhile are queued for the new connection too.
+        _slow_down_history(app, hooks["slow_history"])
+
     @app.post("/publish/<session_id>")
     def publish(session_id: str) -> Any:
         body = request.get_json()
@@ -158,3 +163,20 @@ def _add_session_cookie_login(app: Flask, sse: SSESessions) -> None:
     def user_key() -> str | None:
         user = session.get("user")
         return str(user) if user is not None else None
+
+
+def _slow_down_history(app: Flask, seconds: float) -> None:
+    import time
+
+    backend = app.extensions["sse_sessions"].backend
+    history, latest = backend.history, backend.latest
+
+    def slow_history(session_id: str, after: Any) -> Any:
+        time.sleep(seconds)
+        return history(session_id, after)
+
+    def slow_latest(session_id: str) -> Any:
+        time.sleep(seconds)
+        return latest(session_id)
+
+    backend.history, backend.latest = slow_history, slow_latest
