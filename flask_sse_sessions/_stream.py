@@ -118,20 +118,20 @@ class Stream:
 
 def open_stream(state: State, conn: Connection, after: EventKey | None, expires: float) -> Stream:
     """Read what the client missed, now that live events are already queued for it."""
-    replay, reset, cursor = _replay(state, conn.session_id, after)
+    replay, reset, cursor = _replay(state, conn, after)
     deadline = time.monotonic() + _seconds_left(state.config.max_stream_seconds, expires)
     return Stream(state, conn, replay=replay, reset=reset, cursor=cursor, deadline=deadline)
 
 
 def _replay(
-    state: State, session_id: str, after: EventKey | None
+    state: State, conn: Connection, after: EventKey | None
 ) -> tuple[list[Event], bool, EventKey | None]:
     """What a new stream starts with: (events, whether a reset precedes them, cursor).
 
     The cursor is the id after which the client needs every event; the
     stream skips any queued live event at or before it.
     """
-    backend, mode = state.backend, state.config.replay_on_connect
+    backend, mode, session_id = state.backend, state.config.replay_on_connect, conn.session_id
     if after is not None:
         missed = backend.history(session_id, after)
         if missed is not None:
@@ -141,6 +141,12 @@ def _replay(
     reset = after is not None
     latest = backend.latest(session_id)
     if latest is None:
+        return [], reset, None
+    with state.registry.lock:
+        first_live = conn.pending[0].key if conn.pending else None
+    if first_live is not None and first_live <= latest.key:
+        # The latest event came while it was read, after the connection was
+        # subscribed: the queued live events are the snapshot, all of them.
         return [], reset, None
     if mode == "none" and not reset and not latest.terminal:
         # A session that is over still says so: its stream must end.

@@ -445,3 +445,34 @@ def test_clients_reconnecting_while_events_pour_in_see_each_event_once_in_order(
         progress = [(v["batch"], v["n"]) for _, v in watcher.seen if v["type"] == "progress"]
         assert progress == expected
         assert [v["type"] for _, v in watcher.seen[-1:]] == ["complete"]
+
+
+@pytest.mark.parametrize("mode", ["latest", "none"])
+def test_events_published_while_a_new_stream_reads_its_snapshot_all_arrive(
+    serve: Any, session_id: str, mode: str
+) -> None:
+    # Reading the snapshot takes half a second (as a slow network backend
+    # might); events published meanwhile reached the new connection, which
+    # was subscribed first: it must write them all, not only the newest.
+    server = serve({**HEARTBEAT, "SSE_SESSIONS_REPLAY_ON_CONNECT": mode}, {"slow_history": 0.5})
+    server.publish(session_id, {"k": 0})
+    server.wait_for("connections", 0)
+    opened: list[RawStream] = []
+    opener = threading.Thread(
+        target=lambda: opened.append(
+            RawStream(server.port, f"/api/stream/{session_id}", timeout=10)
+        )
+    )
+    opener.start()  # its response head comes only after the snapshot is read
+    try:
+        server.wait_for("connections", 1)
+        assert server.publish(session_id, {"k": 1}) == [1]
+        assert server.publish(session_id, {"k": 2}) == [1]
+        opener.join(10)
+        (stream,) = opened
+        with stream:
+            events = next_events(stream, 3, timeout=10)
+    finally:
+        opener.join(10)
+    assert kind(events[0]) == "connected"
+    assert [e.json()["k"] for e in events[1:]] == [1, 2]  # type: ignore[index]
