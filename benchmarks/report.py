@@ -203,7 +203,11 @@ def write_summary(document: dict[str, Any], path: Path, json_name: str) -> None:
             f"= {e['rate_ratio']:.2f}x",
         ]
     if "W3" in w:
-        lines += ["", "## W3 many sessions (N over N/2 sessions, steady random broadcasts)", ""]
+        lines += [
+            "",
+            "## W3 many sessions (N over N/2 sessions, steady random broadcasts; heartbeat 30 s)",
+            "",
+        ]
         for kind in ("floor", "ours"):
             run = w["W3"][kind]["runs"][0]
             at = run["at_rate"]
@@ -218,7 +222,7 @@ def write_summary(document: dict[str, Any], path: Path, json_name: str) -> None:
             )
     if "W6" in w:
         e = w["W6"]["ours"]
-        lines += ["", "## W6 slow consumers (ours; queue size 64, 2 KB events)", ""]
+        lines += ["", "## W6 slow consumers (ours; queue size 64, 16 KB events)", ""]
         for label, k in (("no stalls", e["no_stalls"]), ("1% stalled", e["stalled"])):
             lines.append(
                 f"- {label}: readers p50 {k['p50_ms']:.1f} ms, p99 {k['p99_ms']:.1f} ms; "
@@ -233,7 +237,8 @@ def write_summary(document: dict[str, Any], path: Path, json_name: str) -> None:
             lines.append(
                 f"- {kind}: {k['cycles']} cycles at {k['cycles_per_second']:,.0f}/s; RSS "
                 f"{k['rss_before_kib'] / 1024:.1f} -> {k['rss_after_kib'] / 1024:.1f} MiB "
-                f"({k['rss_growth_percent']:+.1f}%); stats after: {k['stats_after']}"
+                f"({k['rss_growth_percent']:+.1f}%); RSS KiB at cycles: "
+                f"{k.get('rss_kib_at_cycles')}; stats after: {k['stats_after']}"
             )
     lines += [
         "",
