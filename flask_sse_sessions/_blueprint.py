@@ -32,6 +32,10 @@ class SSESessions(Blueprint):
         self.authorize_hook: AuthorizeHook | None = None
         self.identify_hook: IdentifyHook | None = None
         self.add_url_rule("/stream/<session_id>", "stream", _views.stream)
+        # Ids with a slash, or none, reach the stream view too, which answers
+        # them with a JSON 400 instead of the app's HTML 404.
+        self.add_url_rule("/stream/<path:session_id>", "stream_path", _views.stream)
+        self.add_url_rule("/stream/", "stream_path", _views.stream, defaults={"session_id": ""})
         self.add_url_rule("/stream/<session_id>/latest", "latest", _views.latest)
         for script in ("sse-sessions.js", "sse-sessions.mjs", "sse-sessions.d.ts"):
             self.add_url_rule(
@@ -41,6 +45,7 @@ class SSESessions(Blueprint):
                 defaults={"name": script},
             )
         self.after_request(_views.add_cors_headers)
+        self.teardown_request(_views.close_unsent_stream)
         _cli.add_commands(self.cli)
 
     def authorize(self, f: AuthorizeHook) -> AuthorizeHook:

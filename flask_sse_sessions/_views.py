@@ -20,6 +20,7 @@ from .signals import connection_opened
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 _MAX_LAST_EVENT_ID = 64
+_UNSENT_STREAM = "flask_sse_sessions.unsent_stream"
 
 
 def error_response(
@@ -104,23 +105,34 @@ def stream(session_id: str) -> Response:
             state.registry.close(conn)
             raise
     except BackendUnavailable as exc:
-        return error_response(
-            503,
-            "unavailable",
-            f"Events are unavailable right now: {exc}",
-            retry_after=state.registry.retry_after,
-        )
-    try:
-        WATCHER.watch(conn)
-        connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
-    except BaseException:
-        body.close()  # the server never gets the body to close: free the slot here
-        raise
+        return _unavailable(state, exc)
+    # Until the server holds the body, an error anywhere (a signal receiver, an
+    # after_request hook) means nobody else will close it: close_unsent_stream.
+    request.environ[_UNSENT_STREAM] = body
+    WATCHER.watch(conn)
+    connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
     return Response(
         body,
         headers=STREAM_HEADERS,
         content_type=STREAM_CONTENT_TYPE,
         direct_passthrough=True,
+    )
+
+
+def close_unsent_stream(exc: BaseException | None) -> None:
+    """``teardown_request``: free the connection of a stream response that a
+    failing request threw away before the server could take (and close) it."""
+    body = request.environ.pop(_UNSENT_STREAM, None)
+    if exc is not None and body is not None:
+        body.close()
+
+
+def _unavailable(state: State, exc: BackendUnavailable) -> Response:
+    return error_response(
+        503,
+        "unavailable",
+        f"Events are unavailable right now: {exc}",
+        retry_after=state.registry.retry_after,
     )
 
 
@@ -137,12 +149,7 @@ def latest(session_id: str) -> Response:
     try:
         event = state.backend.latest(session_id)
     except BackendUnavailable as exc:
-        return error_response(
-            503,
-            "unavailable",
-            f"Events are unavailable right now: {exc}",
-            retry_after=state.registry.retry_after,
-        )
+        return _unavailable(state, exc)
     if event is None:
         return error_response(404, "not_found", "This session has no events yet.")
     body = f'{{"id":"{event.id}","type":{json.dumps(event.type)},"data":{event.json}}}'

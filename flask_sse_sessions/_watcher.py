@@ -1,10 +1,11 @@
 """Notice clients that hang up, without a write and without a greenlet each.
 
 An SSE client sends nothing after its request, so its socket becomes readable
-only when it closes. One selector thread per process (a greenlet under
-gunicorn's gevent worker, whose monkey-patching makes ``selectors`` and
-``threading`` cooperative) watches every stream socket and ends the stream of a
-client that went away, at once instead of at the next heartbeat.
+when it closes (bytes it sends anyway are read and dropped, within a bound).
+One selector thread per process (a greenlet under gunicorn's gevent worker,
+whose monkey-patching makes ``selectors`` and ``threading`` cooperative)
+watches every stream socket and ends the stream of a client that went away,
+at once instead of at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from ._registry import Connection
 # New sockets join the watch at the next turn of the loop under gevent's
 # selector; this bounds how long that can take.
 _POLL_SECONDS = 0.5
+# A client should send nothing after its request. What it sends anyway is read
+# and dropped, so that its hang-up is still noticed, up to this many bytes.
+_STRAY_BYTES = 4096
 
 
 class HangupWatcher:
@@ -30,6 +34,7 @@ class HangupWatcher:
         self._lock = threading.Lock()
         self._selector: selectors.BaseSelector | None = None
         self._pid = 0
+        self._stray: dict[Connection, int] = {}
 
     def watch(self, conn: Connection) -> None:
         """Hang ``conn`` up when its socket reads EOF or fails."""
@@ -45,6 +50,7 @@ class HangupWatcher:
         selector = self._selector
         if conn.socket is None or selector is None or self._pid != os.getpid():
             return
+        self._stray.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError, OSError):
             selector.unregister(conn.socket)
 
@@ -71,22 +77,33 @@ class HangupWatcher:
     def _run(self, selector: selectors.BaseSelector) -> None:
         while selector is self._selector:
             for key, _ in selector.select(_POLL_SECONDS):
-                # Readable: EOF, an error, or bytes a client should not send.
-                # Either way stop watching, or the loop would spin on it.
+                conn: Connection = key.data
+                received = _discard(key.fileobj)
+                if received is None:
+                    continue
+                stray = self._stray.get(conn, 0) + received
+                if received and stray <= _STRAY_BYTES:
+                    self._stray[conn] = stray
+                    continue
+                # EOF, an error, or a client that keeps talking: end its stream.
+                self._stray.pop(conn, None)
                 with contextlib.suppress(KeyError, ValueError):
                     selector.unregister(key.fileobj)
-                if _hung_up(key.fileobj):
-                    key.data.hang_up()
+                conn.hang_up()
 
 
-def _hung_up(sock: Any) -> bool:
+def _discard(sock: Any) -> int | None:
+    """Read and drop what a readable socket holds.
+
+    :returns: how many bytes; 0 at EOF or on an error; None if there was nothing.
+    """
     try:
-        peeked: bytes = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        data: bytes = sock.recv(_STRAY_BYTES, socket.MSG_DONTWAIT)
     except BlockingIOError:
-        return False
+        return None
     except OSError:
-        return True
-    return peeked == b""
+        return 0
+    return len(data)
 
 
 WATCHER = HangupWatcher()

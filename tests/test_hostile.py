@@ -207,11 +207,6 @@ def gunicorn_error(text: str) -> Any:
     return check
 
 
-def not_found(status: int, headers: dict[str, str], raw: bytes) -> None:
-    # No route matches: Flask's own 404 page, outside the blueprint.
-    assert headers["content-type"] == "text/html; charset=utf-8"
-
-
 def hostile_requests(session_id: str) -> list[tuple[str, bytes, int, Any]]:
     """(name, raw request, status, body check) for every hostile request."""
     stream = f"/api/stream/{session_id}"
@@ -226,8 +221,10 @@ def hostile_requests(session_id: str) -> list[tuple[str, bytes, int, Any]]:
         return get(stream, "Last-Event-ID: " + value)
 
     return [
-        ("path traversal", get("/api/stream/../../etc/passwd"), 404, not_found),
-        ("encoded traversal", get("/api/stream/..%2F..%2Fetc%2Fpasswd"), 404, not_found),
+        ("path traversal", get("/api/stream/../../etc/passwd"), 400, bad_id),
+        ("encoded traversal", get("/api/stream/..%2F..%2Fetc%2Fpasswd"), 400, bad_id),
+        ("slash in id", get("/api/stream/a/b"), 400, bad_id),
+        ("empty id", get("/api/stream/"), 400, bad_id),
         ("dot-dot id", get("/api/stream/%2e%2e"), 400, bad_id),
         ("10 KB id", get("/api/stream/" + "a" * 10_240), 414, too_long),
         ("4000-byte id", get("/api/stream/" + "a" * 4000), 400, bad_id),
