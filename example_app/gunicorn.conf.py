@@ -2,8 +2,7 @@
 
 One gevent worker: every stream is a greenlet, so one process holds thousands
 of them. It is one worker because the example uses the in-process bus: a job
-and the tabs that watch it must share a process. With
-``SSE_SESSIONS_REDIS_URL`` set, any number of workers would do.
+and the tabs that watch it must share a process.
 """
 
 wsgi_app = "example_app.app:create_app()"
