@@ -45,6 +45,7 @@ class Stream:
         self._cursor = cursor
         self._deadline = deadline
         self._ended = False
+        self._last_output = 0.0
         self._body: Generator[bytes, None, None] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
@@ -61,25 +62,35 @@ class Stream:
             connection_closed.send(state.app, session_id=conn.session_id, user_key=conn.user_key)
 
     def _run(self) -> Generator[bytes, None, None]:
-        conn, state = self._conn, self._state
-        config = state.config
-        registry, backend = state.registry, state.backend
-        frames = [connected_frame(conn.session_id, config.retry_ms)]
+        conn = self._conn
+        frames = [connected_frame(conn.session_id, self._state.config.retry_ms)]
         if self._reset:
             frames.append(RESET_FRAME)
         self._add(frames, self._replay)
         self._replay = []
-        yield from self._write(b"".join(frames))
+        chunk: bytes | None = b"".join(frames)
+        while chunk is not None:
+            self._last_output = time.monotonic()
+            # While the server writes, a full pending list means the client is
+            # not reading: Registry.deliver then disconnects instead of waiting.
+            conn.writing = True
+            yield chunk
+            conn.writing = False
+            chunk = self._next_chunk()
 
-        interval = config.heartbeat_interval
-        last_output = time.monotonic()
+    def _next_chunk(self) -> bytes | None:
+        """Wait until there is something to write; None when the stream ends."""
+        conn, registry, backend = self._conn, self._state.registry, self._state.backend
+        config = self._state.config
         while not self._ended and not conn.closed:
             now = time.monotonic()
             if now >= self._deadline:
-                return
-            conn.wakeup.wait(min(last_output + interval, self._deadline) - now)
+                return None
+            conn.wakeup.wait(
+                min(self._last_output + config.heartbeat_interval, self._deadline) - now
+            )
             events, lagging = registry.take(conn)
-            frames = []
+            frames: list[bytes] = []
             self._add(frames, events)
             if lagging and not self._ended:
                 # Woken too late to keep up from memory: the rest is in history.
@@ -90,11 +101,10 @@ class Stream:
                     missed = [latest] if latest is not None else []
                 self._add(frames, missed)
             if frames:
-                yield from self._write(b"".join(frames))
-                last_output = time.monotonic()
-            elif time.monotonic() - last_output >= interval:
-                yield from self._write(heartbeat_frame(config.heartbeat_format))
-                last_output = time.monotonic()
+                return b"".join(frames)
+            if time.monotonic() - self._last_output >= config.heartbeat_interval:
+                return heartbeat_frame(config.heartbeat_format)
+        return None
 
     def _add(self, frames: list[bytes], events: list[Event]) -> None:
         """Append the frames of ``events`` not written yet, up to a terminal one."""
@@ -107,13 +117,6 @@ class Stream:
                 cursor = event.key
                 self._ended = event.terminal
         self._cursor = cursor
-
-    def _write(self, chunk: bytes) -> Iterator[bytes]:
-        # While the server writes, a full pending list means the client is not
-        # reading: Registry.deliver then disconnects instead of waiting.
-        self._conn.writing = True
-        yield chunk
-        self._conn.writing = False
 
 
 def open_stream(state: State, conn: Connection, after: EventKey | None, expires: float) -> Stream:
