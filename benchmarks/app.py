@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from typing import Any
 
 import gevent
 from flask import Flask, jsonify, request
 
+from benchmarks.pacing import run_load
 from flask_sse_sessions import SSESessions, broadcast_progress, stats
 from flask_sse_sessions.signals import event_broadcast
 
@@ -67,23 +67,8 @@ def create_app() -> Flask:
         ]
 
     def load(body: dict[str, Any]) -> None:
-        sessions: list[str] = body["sessions"]
-        rate: float = body["rate"]
-        seconds: float = body["seconds"]
-        rng = random.Random(body.get("seed", 0))
-        data = body.get("data") or {}
-        start = time.monotonic()
-        sent = 0
         with app.app_context():
-            while (elapsed := time.monotonic() - start) < seconds:
-                due = int(elapsed * rate)
-                while sent < due:
-                    send(rng.choice(sessions), {**data, "n": sent})
-                    sent += 1
-                gevent.sleep(0.0005)
-            while sent < int(seconds * rate):  # the last tick's share
-                send(rng.choice(sessions), {**data, "n": sent})
-                sent += 1
+            run_load(body, send)
 
     @app.post("/publish/<session_id>")
     def publish_one(session_id: str) -> Any:

@@ -35,13 +35,14 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import random  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
+
+from benchmarks.pacing import run_load  # noqa: E402
 
 SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -180,22 +181,7 @@ class Floor:
         return len(subscribers)
 
     def load(self, body: dict[str, Any]) -> None:
-        sessions: list[str] = body["sessions"]
-        rate: float = body["rate"]
-        seconds: float = body["seconds"]
-        rng = random.Random(body.get("seed", 0))
-        data = body.get("data") or {}
-        start = time.monotonic()
-        sent = 0
-        while (elapsed := time.monotonic() - start) < seconds:
-            due = int(elapsed * rate)
-            while sent < due:
-                self.send(rng.choice(sessions), {**data, "n": sent})
-                sent += 1
-            gevent.sleep(0.0005)
-        while sent < int(seconds * rate):  # the last tick's share
-            self.send(rng.choice(sessions), {**data, "n": sent})
-            sent += 1
+        run_load(body, self.send)
 
     def heartbeats(self) -> None:
         while True:
