@@ -39,7 +39,6 @@ class Connection:
     """
 
     __slots__ = (
-        "__weakref__",
         "closed",
         "lagging",
         "pending",
