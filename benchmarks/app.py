@@ -21,7 +21,7 @@ from typing import Any
 import gevent
 from flask import Flask, jsonify, request
 
-from benchmarks.pacing import run_load
+from benchmarks.common import rss_kib, run_load
 from flask_sse_sessions import SSESessions, broadcast_progress, stats
 from flask_sse_sessions.signals import event_broadcast
 
@@ -32,14 +32,6 @@ BENCH_DEFAULTS: dict[str, Any] = {
     # The default (10,000) would refuse the control requests' neighbours at N = 10k.
     "SSE_SESSIONS_MAX_CONNECTIONS": 20000,
 }
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _watched() -> int:
@@ -92,7 +84,7 @@ def create_app() -> Flask:
                 "receivers": len(event_broadcast.receivers),
                 "watched_sockets": _watched(),
                 "pid": os.getpid(),
-                "rss_kib": _rss_kib(),
+                "rss_kib": rss_kib(),
             }
         )
 

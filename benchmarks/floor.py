@@ -42,7 +42,7 @@ from typing import Any  # noqa: E402
 import gevent  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
-from benchmarks.pacing import run_load  # noqa: E402
+from benchmarks.common import rss_kib, run_load  # noqa: E402
 
 SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -60,14 +60,6 @@ def _timestamp() -> str:
 
 def _chunk(body: bytes) -> bytes:
     return b"%X\r\n%s\r\n" % (len(body), body)
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Floor:
@@ -115,7 +107,7 @@ class Floor:
                 "connections": self.count,
                 "sessions": len(self.sessions),
                 "pid": os.getpid(),
-                "rss_kib": _rss_kib(),
+                "rss_kib": rss_kib(),
             }
         elif path == "/health":
             answer = "ok"

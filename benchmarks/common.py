@@ -1,4 +1,4 @@
-"""The steady broadcast load of W3 and W6: one pacing for the floor and for ours."""
+"""What the floor and ours share, so that both do the same work and report alike."""
 
 from __future__ import annotations
 
@@ -30,3 +30,12 @@ def run_load(body: dict[str, Any], send: Callable[[str, dict[str, Any]], object]
     while sent < int(seconds * rate):  # the last tick's share
         send(rng.choice(sessions), {**data, "n": sent})
         sent += 1
+
+
+def rss_kib() -> int:
+    """This process's resident memory, in KiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
