@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.rawhttp import RawStream
+from tests.redisproc import redis_factory, redis_server  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 
