@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -20,6 +21,15 @@ from tests.rawhttp import RawStream
 from tests.redisproc import redis_factory, redis_server  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load tests hold thousands of sockets: raise the open-file limit as far as
+    allowed (servers started by the tests inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 20000 if hard == resource.RLIM_INFINITY else min(20000, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def free_port() -> int:
