@@ -23,7 +23,7 @@ from flask_sse_sessions import (
     stream_url,
 )
 from flask_sse_sessions._watcher import WATCHER
-from flask_sse_sessions.signals import event_broadcast
+from flask_sse_sessions.signals import connection_opened, event_broadcast
 
 
 def _rss_kib() -> int:
@@ -65,6 +65,15 @@ def create_app() -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
 
     app.register_blueprint(sse, url_prefix="/api")
+
+    if "leak_bytes" in hooks:
+        # A deliberate leak, to show that the leak test measures one.
+        kept: list[bytes] = []
+
+        def leak(sender: Flask, **extra: Any) -> None:
+            kept.append(bytes(hooks["leak_bytes"]))
+
+        connection_opened.connect(leak, sender=app, weak=False)
 
     if "slow_history" in hooks:
         # Reading history yields for a while, as a network backend would: live
