@@ -22,8 +22,8 @@ from flask_sse_sessions import (
     stats,
     stream_url,
 )
+from flask_sse_sessions._state import BUS
 from flask_sse_sessions._watcher import WATCHER
-from flask_sse_sessions.signals import event_broadcast
 
 
 def _rss_kib() -> int:
@@ -96,7 +96,7 @@ def create_app() -> Flask:
         return jsonify(
             {
                 **stats(),
-                "receivers": len(event_broadcast.receivers),
+                "receivers": len(BUS.receivers),
                 "watched_sockets": WATCHER.watching(),
                 "rss_kib": _rss_kib(),
             }
