@@ -45,7 +45,8 @@ class Backend(ABC):
         """Store the event under a new id and deliver it.
 
         :returns: the connections (in-process) or workers (shared bus) reached.
-        :raises BackendUnavailable: the store cannot be reached; nothing was stored.
+        :raises BackendUnavailable: the store cannot be reached (nothing was
+            stored) or did not answer in time (the event may be stored later).
         """
 
     @abstractmethod

@@ -22,8 +22,10 @@ def broadcast(
     :raises TypeError: ``data`` is not a dict, or not JSON serialisable.
     :raises ValueError: an invalid session id or type name, or an event larger
         than ``SSE_SESSIONS_MAX_EVENT_BYTES``.
-    :raises BackendUnavailable: Redis cannot be reached (within a bounded
-        time, 5 seconds by default); nothing was sent.
+    :raises BackendUnavailable: Redis could not be reached, or did not answer
+        within a bounded time (5 seconds by default). When it was reached but
+        did not answer, the event may still be stored and delivered once it
+        does: a timeout cannot tell.
     :raises RuntimeError: outside an app context, or on an app without the blueprint.
     """
     return get_state("broadcast").broadcaster.broadcast(session_id, type, data, **fields)

@@ -73,7 +73,9 @@ class Broadcaster:
         :raises TypeError: ``data`` is not a dict, or not JSON serialisable.
         :raises ValueError: an invalid session id or type name, or an event larger
             than ``SSE_SESSIONS_MAX_EVENT_BYTES``.
-        :raises BackendUnavailable: Redis cannot be reached; nothing was sent.
+        :raises BackendUnavailable: Redis could not be reached, or did not answer
+            within a bounded time (5 seconds by default); after a timeout the
+            event may still be stored and delivered once Redis answers.
         """
         return self.publish(session_id, type, data, fields)
 
