@@ -304,6 +304,44 @@ def test_a_half_open_listener_connection_is_noticed_by_its_probe(
         proxy.close()
 
 
+def test_a_listener_held_up_until_redis_cuts_it_catches_up(
+    redis_factory: Callable[..., RedisProcess], apps: Apps
+) -> None:
+    """Redis drops a subscriber that reads too slowly (client-output-buffer-limit)."""
+    server = redis_factory(options=("--client-output-buffer-limit", "pubsub 64kb 32kb 1"))
+    a = on_redis(apps, server.url, SSE_SESSIONS_HISTORY_SIZE=20_000)
+    b = on_redis(apps, server.url, SSE_SESSIONS_HISTORY_SIZE=20_000)
+    held, release = threading.Event(), threading.Event()
+
+    def slow(sender: Flask, **kwargs: Any) -> None:
+        if not release.is_set():  # the listener's thread stops reading here
+            held.set()
+            release.wait(30)
+
+    event_broadcast.connect(slow, sender=b, weak=False)
+    try:
+        reader = StreamReader(b, "s")
+        reader.wait_for(lambda r: "connected" in r.types())
+        channel = b.extensions["sse_sessions"].backend.store.channel("s")
+        client = server.client()
+        sent = 0
+        with a.app_context():
+            # Until Redis cuts the listener: the socket buffers of both ends
+            # hold some megabytes before Redis's own buffer starts to fill.
+            while client.pubsub_numsub(channel)[0][1] and sent < 20_000:
+                for n in range(sent, sent + 100):
+                    broadcast_progress("s", {"n": n, "padding": "x" * 2000})
+                sent += 100
+        assert held.is_set()
+        assert client.pubsub_numsub(channel)[0][1] == 0, "Redis did not cut the listener"
+        release.set()
+        wait_until(lambda: app_stats(b)["redis_reconnects"] == 1, what="the reconnect")
+        assert_once_in_order(reader, sent)
+    finally:
+        release.set()
+        event_broadcast.disconnect(slow, sender=b)
+
+
 def test_an_observer_that_raises_fails_neither_broadcast_nor_listener(
     redis_server: RedisProcess, apps: Apps, caplog: pytest.LogCaptureFixture
 ) -> None:
