@@ -23,7 +23,7 @@ from flask import Flask, jsonify, request
 
 from benchmarks.common import rss_kib, run_load
 from flask_sse_sessions import SSESessions, broadcast_progress, stats
-from flask_sse_sessions.signals import event_broadcast
+from flask_sse_sessions._state import BUS
 
 BENCH_DEFAULTS: dict[str, Any] = {
     # A connect must not replay the previous event: only broadcasts count as deliveries.
@@ -81,7 +81,7 @@ def create_app() -> Flask:
         return jsonify(
             {
                 **stats(),
-                "receivers": len(event_broadcast.receivers),
+                "receivers": len(BUS.receivers),
                 "watched_sockets": _watched(),
                 "pid": os.getpid(),
                 "rss_kib": rss_kib(),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 DEFAULTS: Mapping[str, Any] = {
     "SSE_SESSIONS_REDIS_URL": None,
+    "SSE_SESSIONS_REDIS_OPTIONS": {},
     "SSE_SESSIONS_KEY_PREFIX": "sse_sessions",
     "SSE_SESSIONS_HEARTBEAT_INTERVAL": 30,
     "SSE_SESSIONS_HEARTBEAT_FORMAT": "event",
@@ -38,6 +40,7 @@ class Config:
     """The validated settings of one app, read once when the blueprint is registered."""
 
     redis_url: str | None
+    redis_options: Mapping[str, Any]
     key_prefix: str
     heartbeat_interval: float
     heartbeat_format: str
@@ -63,7 +66,7 @@ class Config:
         :raises ConfigError: a value of the wrong type or out of range.
         """
         for key, value in DEFAULTS.items():
-            config.setdefault(key, list(value) if isinstance(value, list) else value)
+            config.setdefault(key, type(value)(value) if isinstance(value, list | dict) else value)
         r = _Reader(config)
         pattern = r.text("SESSION_ID_PATTERN")
         try:
@@ -76,8 +79,15 @@ class Config:
                 "SSE_SESSIONS_CORS_ORIGINS must be a list of origins such as"
                 f' ["https://app.example.com"], not {origins!r}'
             )
+        options = config["SSE_SESSIONS_REDIS_OPTIONS"]
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise ConfigError(
+                "SSE_SESSIONS_REDIS_OPTIONS must be a dict of keyword arguments for"
+                f' redis-py such as {{"socket_timeout": 2}}, not {options!r}'
+            )
         return cls(
             redis_url=r.optional_text("REDIS_URL"),
+            redis_options=MappingProxyType(dict(options)),
             key_prefix=r.text("KEY_PREFIX"),
             heartbeat_interval=r.number("HEARTBEAT_INTERVAL"),
             heartbeat_format=r.choice("HEARTBEAT_FORMAT", ("event", "comment")),

@@ -121,15 +121,22 @@ def encode_payload(
 
 
 class Event:
-    """One published event: its id, type, JSON text and ready-made frame."""
+    """One published event: its id, type, JSON text and ready-made frame.
 
-    __slots__ = ("frame", "id", "json", "key", "type")
+    :attr:`prev` is the id of the session's event before it, when the backend
+    knows it: a stream that holds another id than that has missed something.
+    """
 
-    def __init__(self, key: EventKey, type: str, json_text: str) -> None:
+    __slots__ = ("frame", "id", "json", "key", "prev", "type")
+
+    def __init__(
+        self, key: EventKey, type: str, json_text: str, prev: EventKey | None = None
+    ) -> None:
         self.key = key
         self.id = format_event_id(key)
         self.type = type
         self.json = json_text
+        self.prev = prev
         self.frame = _wire.encode(json_text, id=self.id)
 
     @property

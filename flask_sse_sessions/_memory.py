@@ -6,6 +6,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 from ._backend import Backend, Deliver
 from ._events import Event, EventKey, next_event_id
@@ -33,6 +34,10 @@ class MemoryBackend(Backend):
     Ids come from one sequence for the whole backend, so a session that
     expired and starts over never repeats an id a client may still hold, even
     if the wall clock stepped back.
+
+    Each event's ``prev`` is the session's event before it, None for the first
+    of a history: events of one session reach the bus in id order, so a stream
+    never sees a gap here, except by falling behind (see :mod:`._registry`).
 
     ``clock`` gives the monotonic seconds that the TTL counts; tests pass their own.
     """
@@ -62,9 +67,10 @@ class MemoryBackend(Backend):
             history = self._sessions.pop(session_id, None)
             if history is None:
                 history = _History(self._size)
-            event = Event(next_event_id(self._last), type, json_text)
-            self._last = event.key
             events = history.events
+            prev = events[-1].key if events else None
+            event = Event(next_event_id(self._last), type, json_text, prev)
+            self._last = event.key
             if len(events) == events.maxlen:
                 history.evicted = events[0].key
             events.append(event)
@@ -89,10 +95,19 @@ class MemoryBackend(Backend):
                 return events[index + 1 :]
         return None
 
-    def stats(self) -> dict[str, int]:
+    def subscribe(self, session_id: str) -> None:
+        """Nothing to do: every event of the process reaches its bus."""
+
+    def unsubscribe(self, session_id: str) -> None:
+        """Nothing to do, as for :meth:`subscribe`."""
+
+    def stats(self) -> dict[str, Any]:
         with self._lock:
             self._expire(self._clock())
             return {"stored_sessions": len(self._sessions)}
+
+    def close(self) -> None:
+        """Nothing to release: the history goes with the object."""
 
     def _live(self, session_id: str) -> _History | None:
         history = self._sessions.get(session_id)

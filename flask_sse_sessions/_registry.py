@@ -36,6 +36,8 @@ class Connection:
     it full the connection gets no more references and :attr:`lagging` counts
     the events it missed: if it is waiting to be scheduled it catches up from
     history when it runs; if its socket is not draining it is disconnected.
+    A lagging connection is given no more events until it has caught up, so
+    that what it holds is always an unbroken run after its cursor.
     """
 
     __slots__ = (
@@ -152,7 +154,7 @@ class Registry:
                 return 0
             for conn in conns:
                 pending = conn.pending
-                if len(pending) < limit:
+                if not conn.lagging and len(pending) < limit:
                     pending.append(event)
                     conn.wakeup.set()
                     continue
@@ -172,6 +174,20 @@ class Registry:
                     self.dropped += 1
                     conn.disconnect()
             return len(conns)
+
+    def catch_up(self, session_id: str) -> None:
+        """Make every connection of the session read history from its cursor
+        before it takes live events again: some may have been lost on the way."""
+        with self.lock:
+            for conn in self._sessions.get(session_id, ()):
+                conn.lagging += 1
+                conn.wakeup.set()
+
+    def lag(self, conn: Connection) -> None:
+        """Mark ``conn`` as behind without waking it: its catch-up failed and
+        is tried again later; live events meanwhile wait in history."""
+        with self.lock:
+            conn.lagging = max(conn.lagging, 1)
 
     def stats(self) -> dict[str, int]:
         with self.lock:

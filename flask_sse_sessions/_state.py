@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from blinker import Signal
 from flask import Flask, current_app, has_app_context, has_request_context, request
 
-from ._backend import Backend
+from ._backend import Backend, CatchUp, Deliver
 from ._config import Config, ConfigError
-from ._events import Event, encode_payload
+from ._events import Event
 from ._memory import MemoryBackend
-from ._registry import Registry
+from ._publisher import Broadcaster
+from ._registry import Connection, Registry
 from .signals import event_broadcast
 
 EXTENSION_KEY = "sse_sessions"
+
+BUS = Signal("flask-sse-sessions bus")
+"""The in-process bus (private): each app's registry fan-out is its one receiver
+for that app. Observers get :data:`~flask_sse_sessions.signals.event_broadcast`
+after it, so that one that raises fails neither a broadcast nor the listener."""
+
+logger = logging.getLogger("flask_sse_sessions")
 
 
 class Hooks(Protocol):
@@ -33,52 +43,39 @@ class State:
         self.hooks = hooks
         self.endpoint_prefix = endpoint_prefix
         self.registry = Registry(config)
-        self.backend = self._make_backend()
         # A bound method is held weakly: the receiver goes away with the app.
-        event_broadcast.connect(self.registry.deliver, sender=app)
-
-    def _make_backend(self) -> Backend:
-        config = self.config
-        if config.redis_url is not None:
-            raise ConfigError(
-                "SSE_SESSIONS_REDIS_URL is set, but this version of flask-sse-sessions"
-                " has only the in-process bus: leave it None"
-            )
-        return MemoryBackend(self._deliver, config.history_size, config.history_ttl)
-
-    def _deliver(self, session_id: str, event: Event) -> int:
-        deliver = self.registry.deliver
-        reached = 0
-        for receiver, value in event_broadcast.send(self.app, session_id=session_id, event=event):
-            if receiver == deliver:
-                reached = value
-        return reached
+        BUS.connect(self.registry.deliver, sender=app)
+        self.backend = make_backend(config, self._deliver, self.registry.catch_up)
+        self.broadcaster = Broadcaster(
+            self.backend, config.session_id_pattern, config.max_event_bytes
+        )
 
     def check_session_id(self, session_id: object) -> str:
         """:raises ValueError: not a string matching ``SSE_SESSIONS_SESSION_ID_PATTERN``."""
-        pattern = self.config.session_id_pattern
-        if not isinstance(session_id, str) or not pattern.fullmatch(session_id):
-            raise ValueError(
-                f"invalid session id {session_id!r}: it must match"
-                f" SSE_SESSIONS_SESSION_ID_PATTERN {pattern.pattern!r}"
-                " (new_session_id() makes one)"
-            )
-        return session_id
+        return self.broadcaster.check_session_id(session_id)
 
-    def publish(
-        self,
-        session_id: str,
-        type: str,
-        data: Mapping[str, Any] | None,
-        fields: Mapping[str, Any],
-        *,
-        type_from_data: bool = False,
-    ) -> int:
-        self.check_session_id(session_id)
-        type, text = encode_payload(
-            type, data, fields, self.config.max_event_bytes, type_from_data=type_from_data
-        )
-        return self.backend.publish(session_id, type, text)
+    def _deliver(self, session_id: str, event: Event) -> int:
+        reached = 0
+        for _, value in BUS.send(self.app, session_id=session_id, event=event):
+            reached = value
+        if event_broadcast.receivers:
+            try:
+                event_broadcast.send(self.app, session_id=session_id, event=event)
+            except Exception:
+                logger.exception(
+                    "a receiver of event_broadcast raised (event %s of session %r);"
+                    " the event was delivered all the same",
+                    event.id,
+                    session_id,
+                )
+        return reached
+
+    def close_connection(self, conn: Connection) -> bool:
+        """Unregister ``conn`` and drop its subscription; False if it was closed already."""
+        if not self.registry.close(conn):
+            return False
+        self.backend.unsubscribe(conn.session_id)
+        return True
 
     def user_key(self) -> str | None:
         """Who is connecting, for per-user limits: the identify hook, else the address."""
@@ -93,8 +90,30 @@ class State:
             return None
         return hook()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         return {**self.registry.stats(), **self.backend.stats()}
+
+
+def make_backend(config: Config, deliver: Deliver, catch_up: CatchUp) -> Backend:
+    """The backend ``config`` asks for: Redis with a URL, else the in-process one."""
+    if config.redis_url is None:
+        return MemoryBackend(deliver, config.history_size, config.history_ttl)
+    from ._redis import RedisBackend
+
+    try:
+        return RedisBackend(
+            deliver,
+            catch_up,
+            config.redis_url,
+            config.redis_options,
+            key_prefix=config.key_prefix,
+            history_size=config.history_size,
+            history_ttl=config.history_ttl,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"SSE_SESSIONS_REDIS_URL or SSE_SESSIONS_REDIS_OPTIONS cannot work: {exc}"
+        ) from None
 
 
 def get_state(caller: str) -> State:

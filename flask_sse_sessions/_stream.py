@@ -4,14 +4,23 @@ The connection is registered (subscribed) before the view reads history, so an
 event published in between is both in the replay and in the connection's
 pending list; the stream writes each id once, in order, by keeping a cursor:
 the id of the last event written, after which the client needs everything.
+
+A live event whose ``prev`` is newer than the cursor shows that something was
+lost on the way (a shared bus that lost its connection); a connection that
+fell behind is ``lagging``. Either way the stream reads history from its
+cursor. When the backend cannot answer, the stream keeps its client with
+heartbeats and tries again later: every event is stored before it is
+delivered, so what the client is owed is still there (or it gets ``reset``).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Generator, Iterator
 
+from ._backend import BackendUnavailable
 from ._events import RESET_FRAME, Event, EventKey, connected_frame, heartbeat_frame
 from ._registry import Connection
 from ._state import State
@@ -19,6 +28,10 @@ from ._watcher import WATCHER
 from .signals import connection_closed
 
 _STREAM_JITTER = 0.1
+# Seconds between catch-up attempts while the backend does not answer: doubled
+# at each failure up to the maximum, with jitter, so streams do not retry together.
+_RETRY_FIRST = 0.5
+_RETRY_MAX = 8.0
 
 
 class Stream:
@@ -46,6 +59,8 @@ class Stream:
         self._deadline = deadline
         self._ended = False
         self._last_output = 0.0
+        self._retry_at = math.inf
+        self._retry_delay = _RETRY_FIRST
         self._body: Generator[bytes, None, None] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
@@ -58,7 +73,7 @@ class Stream:
             self._body.close()
         conn, state = self._conn, self._state
         WATCHER.unwatch(conn)
-        if state.registry.close(conn):
+        if state.close_connection(conn):
             connection_closed.send(state.app, session_id=conn.session_id, user_key=conn.user_key)
 
     def _run(self) -> Generator[bytes, None, None]:
@@ -80,43 +95,68 @@ class Stream:
 
     def _next_chunk(self) -> bytes | None:
         """Wait until there is something to write; None when the stream ends."""
-        conn, registry, backend = self._conn, self._state.registry, self._state.backend
+        conn, registry = self._conn, self._state.registry
         config = self._state.config
         while not self._ended and not conn.closed:
             now = time.monotonic()
             if now >= self._deadline:
                 return None
-            conn.wakeup.wait(
-                min(self._last_output + config.heartbeat_interval, self._deadline) - now
-            )
+            wake_at = min(self._last_output + config.heartbeat_interval, self._deadline)
+            conn.wakeup.wait(min(wake_at, self._retry_at) - now)
             events, lagging = registry.take(conn)
             frames: list[bytes] = []
-            self._add(frames, events)
-            if lagging and not self._ended:
-                # Woken too late to keep up from memory: the rest is in history.
-                missed = backend.history(conn.session_id, self._cursor)
-                if missed is None:
-                    frames.append(RESET_FRAME)
-                    latest = backend.latest(conn.session_id)
-                    missed = [latest] if latest is not None else []
-                self._add(frames, missed)
+            gap = self._add(frames, events, live=True)
+            if (lagging or gap) and not self._ended:
+                # Woken too late to keep up from memory, or something was lost
+                # on the way: the rest is in history.
+                self._catch_up(frames)
             if frames:
                 return b"".join(frames)
             if time.monotonic() - self._last_output >= config.heartbeat_interval:
                 return heartbeat_frame(config.heartbeat_format)
         return None
 
-    def _add(self, frames: list[bytes], events: list[Event]) -> None:
-        """Append the frames of ``events`` not written yet, up to a terminal one."""
+    def _catch_up(self, frames: list[bytes]) -> None:
+        """Append what history holds after the cursor, or ``reset`` and the latest
+        event when it no longer holds all of it; if the backend does not answer,
+        try again later."""
+        conn, backend = self._conn, self._state.backend
+        try:
+            missed = backend.history(conn.session_id, self._cursor)
+            reset = missed is None
+            if missed is None:
+                latest = backend.latest(conn.session_id)
+                missed = [latest] if latest is not None else []
+        except BackendUnavailable:
+            self._state.registry.lag(conn)
+            self._retry_at = time.monotonic() + self._retry_delay * random.uniform(0.5, 1)
+            self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
+            return
+        self._retry_at, self._retry_delay = math.inf, _RETRY_FIRST
+        if reset:
+            frames.append(RESET_FRAME)
+        self._add(frames, missed)
+
+    def _add(self, frames: list[bytes], events: list[Event], *, live: bool = False) -> bool:
+        """Append the frames of ``events`` not written yet, up to a terminal one.
+
+        Live events stop at one whose previous event the stream has not
+        written: the run is broken, and True says so.
+        """
         cursor = self._cursor
         for event in events:
             if self._ended:
                 break
             if cursor is None or event.key > cursor:
+                prev = event.prev
+                if live and prev is not None and (cursor is None or prev > cursor):
+                    self._cursor = cursor
+                    return True
                 frames.append(event.frame)
                 cursor = event.key
                 self._ended = event.terminal
         self._cursor = cursor
+        return False
 
 
 def open_stream(state: State, conn: Connection, after: EventKey | None, expires: float) -> Stream:
@@ -146,11 +186,11 @@ def _replay(
     if latest is None:
         return [], reset, None
     with state.registry.lock:
-        first_live = conn.pending[0].key if conn.pending else None
-    if first_live is not None and first_live <= latest.key:
+        first_live = conn.pending[0] if conn.pending else None
+    if first_live is not None and first_live.key <= latest.key:
         # The latest event came while it was read, after the connection was
         # subscribed: the queued live events are the snapshot, all of them.
-        return [], reset, None
+        return [], reset, first_live.prev
     if mode == "none" and not reset and not latest.terminal:
         # A session that is over still says so: its stream must end.
         return [], False, latest.key

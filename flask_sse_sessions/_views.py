@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 from flask import Response, request
@@ -21,6 +22,8 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 STREAM_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 _MAX_LAST_EVENT_ID = 64
 _UNSENT_STREAM = "flask_sse_sessions.unsent_stream"
+
+logger = logging.getLogger("flask_sse_sessions")
 
 
 def error_response(
@@ -100,9 +103,16 @@ def stream(session_id: str) -> Response:
                 retry_after=state.registry.retry_after,
             )
         try:
-            body = open_stream(state, conn, after, admitted)
+            # Live events reach the connection from here on; only then is
+            # history read, so nothing falls between the two.
+            backend.subscribe(session_id)
         except BaseException:
             state.registry.close(conn)
+            raise
+        try:
+            body = open_stream(state, conn, after, admitted)
+        except BaseException:
+            state.close_connection(conn)
             raise
     except BackendUnavailable as exc:
         return _unavailable(state, exc)
@@ -128,10 +138,13 @@ def close_unsent_stream(exc: BaseException | None) -> None:
 
 
 def _unavailable(state: State, exc: BackendUnavailable) -> Response:
+    # The detail names hosts and addresses: it goes to the log, not to clients.
+    # The backend logs the start of an outage once, as a warning.
+    logger.debug("answered 503 to %s: %s", request.path, exc)
     return error_response(
         503,
         "unavailable",
-        f"Events are unavailable right now: {exc}",
+        "Live events are unavailable right now; try again shortly.",
         retry_after=state.registry.retry_after,
     )
 

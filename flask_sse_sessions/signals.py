@@ -9,9 +9,14 @@ they must be quick and must never block.
 ``connection_closed(app, session_id=str, user_key=str | None)``
     A stream ended, for any reason.
 ``event_broadcast(app, session_id=str, event=Event)``
-    An event reached this process's bus. ``event.id``, ``event.type`` and
-    ``event.json`` (the JSON text) describe it. This signal is the bus itself:
-    the extension's own fan-out to the connections is one of its receivers.
+    An event reached this process's bus, after it was handed to the
+    connections. ``event.id``, ``event.type`` and ``event.json`` (the JSON
+    text) describe it. With the in-process bus that is every broadcast of the
+    app; with Redis, every event of a session that has a stream in this
+    process (each process receives only those). The bus itself is a private
+    signal: a receiver of this one that raises is logged (logger
+    ``flask_sse_sessions``) and fails neither the broadcast, which is stored
+    and delivered already, nor the Redis listener.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.appstream import apps  # noqa: F401 (fixture)
 from tests.rawhttp import RawStream
 from tests.redisproc import redis_factory, redis_server  # noqa: F401 (fixtures)
 

@@ -22,8 +22,9 @@ from flask_sse_sessions import (
     stats,
     stream_url,
 )
+from flask_sse_sessions._state import BUS
 from flask_sse_sessions._watcher import WATCHER
-from flask_sse_sessions.signals import connection_opened, event_broadcast
+from flask_sse_sessions.signals import connection_opened
 
 
 def _rss_kib() -> int:
@@ -105,7 +106,7 @@ def create_app() -> Flask:
         return jsonify(
             {
                 **stats(),
-                "receivers": len(event_broadcast.receivers),
+                "receivers": len(BUS.receivers),
                 "watched_sockets": WATCHER.watching(),
                 "rss_kib": _rss_kib(),
             }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from decimal import Decimal
@@ -20,6 +21,7 @@ from flask_sse_sessions import (
     stats,
 )
 from flask_sse_sessions.signals import event_broadcast
+from flask_sse_sessions.testing import iter_events
 
 
 @pytest.fixture
@@ -180,3 +182,26 @@ def test_stats_counts_this_apps_connections(app: Flask) -> None:
         assert stats()["sessions"] == 0
         broadcast_progress("s")
         assert stats()["stored_sessions"] == 1
+
+
+def test_an_observer_that_raises_fails_neither_the_broadcast_nor_the_streams(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(sender: Flask, **kwargs: object) -> None:
+        raise RuntimeError("observer bug")
+
+    event_broadcast.connect(broken, sender=app, weak=False)
+    response = app.test_client().get("/api/stream/s", buffered=False)
+    try:
+        events = iter_events(response)
+        assert next(events).json()["type"] == "connected"
+        with app.app_context(), caplog.at_level(logging.ERROR, "flask_sse_sessions"):
+            assert broadcast_progress("s", n=1) == 1  # stored and delivered all the same
+            assert broadcast_progress("s", n=2) == 1
+        assert [next(events).json()["n"] for _ in range(2)] == [1, 2]
+        failures = [r for r in caplog.records if "event_broadcast raised" in r.message]
+        assert len(failures) == 2
+        assert failures[0].exc_info is not None
+    finally:
+        event_broadcast.disconnect(broken, sender=app)
+        response.close()
