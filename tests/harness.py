@@ -281,3 +281,13 @@ class Server:
         response = httpx.post(self.url + path, json=body, timeout=10)
         response.raise_for_status()
         return response.json()
+
+
+class FlaskDevServer(Server):
+    """The same app under ``flask run --with-threads`` instead of gunicorn."""
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "flask", "--app", self.app,
+            "run", "--with-threads", "--port", str(self.port),
+        ]  # fmt: skip
