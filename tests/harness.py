@@ -93,7 +93,7 @@ class Server:
         config: dict[str, Any] | None = None,
         hooks: dict[str, Any] | None = None,
         *,
-        app: str = SERVER_APP,
+        app: str | None = SERVER_APP,
         workers: int = 1,
         worker_connections: int = 2000,
         extra_args: tuple[str, ...] | list[str] = (),
@@ -101,7 +101,13 @@ class Server:
         ready_path: str = "/health",
         graceful_timeout: float = 2,
         port: int | None = None,
+        gunicorn: tuple[str, ...] | list[str] = (sys.executable, "-m", "gunicorn"),
+        base_env: dict[str, str] | None = None,
     ) -> None:
+        """``app``: None when ``extra_args`` name a config file that names it.
+        ``gunicorn``: the command that runs gunicorn (another environment's).
+        ``base_env``: the environment to start from instead of this process's
+        with ``PYTHONPATH`` pointing at the repository."""
         self.config = config or {}
         self.hooks = hooks or {}
         self.app = app
@@ -109,6 +115,8 @@ class Server:
         self.worker_connections = worker_connections
         self.extra_args = tuple(extra_args)
         self.extra_env = env or {}
+        self.gunicorn = tuple(gunicorn)
+        self.base_env = base_env
         self.ready_path = ready_path
         self.graceful_timeout = graceful_timeout
         self._pinned = port is not None
@@ -126,14 +134,14 @@ class Server:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "gunicorn",
+            *self.gunicorn,
             "-k", "gevent",
             "-w", str(self.workers),
             "--worker-connections", str(self.worker_connections),
             "-b", f"127.0.0.1:{self.port}",
             "--graceful-timeout", str(self.graceful_timeout),
             *self.extra_args,
-            self.app,
+            *([self.app] if self.app else []),
         ]  # fmt: skip
 
     def start(self, timeout: float = DEADLINE) -> Server:
@@ -168,11 +176,13 @@ class Server:
                     self.port = free_port()
 
     def _spawn(self) -> None:
-        env = dict(
-            os.environ,
+        if self.base_env is None:
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+        else:
+            env = dict(self.base_env)
+        env.update(
             SSE_TEST_CONFIG=json.dumps(self.config),
             SSE_TEST_HOOKS=json.dumps(self.hooks),
-            PYTHONPATH=str(ROOT),
             **self.extra_env,
         )
         with self.log_path.open("ab") as log:
@@ -287,6 +297,7 @@ class FlaskDevServer(Server):
     """The same app under ``flask run --with-threads`` instead of gunicorn."""
 
     def command(self) -> list[str]:
+        assert self.app is not None
         return [
             sys.executable, "-m", "flask", "--app", self.app,
             "run", "--with-threads", "--port", str(self.port),
