@@ -48,6 +48,7 @@ class RawStream:
         self.headers = {name.lower(): value for name, value in self.header_list}
         self._chunked = self.headers.get("transfer-encoding") == "chunked"
         self._length = int(self.headers.get("content-length", -1))
+        self._sse = self.headers.get("content-type", "").startswith("text/event-stream")
         self._decode()
 
     def _fill(self, deadline: float) -> bool:
@@ -96,7 +97,8 @@ class RawStream:
                 self._raw = rest[size + 2 :]
         if new:
             self.body += new
-            self._events.extend(self._parser.feed(new.decode("utf-8")))
+            if self._sse:
+                self._events.extend(self._parser.feed(new.decode("utf-8")))
 
     def read_until(self, marker: bytes, timeout: float = 5.0, count: int = 1) -> bytes:
         """Read until the body holds ``marker`` ``count`` times; return the body."""
@@ -137,8 +139,9 @@ class RawStream:
 
     def _fill_now(self) -> bool:
         """Receive what the socket already holds, without waiting."""
+        self.sock.settimeout(0)
         try:
-            data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+            data = self.sock.recv(65536)
         except BlockingIOError:
             return False
         except ConnectionResetError:
