@@ -37,7 +37,7 @@ class RawStream:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.sock.sendall(request)
         self._raw = b""
-        self.body = b""
+        self.body = bytearray()  # grows in place: a stream may carry megabytes
         self.ended = False
         self._parser = Parser()
         self._events: list[ServerSentEvent] = []
@@ -107,7 +107,7 @@ class RawStream:
             if self.ended or not self._fill(deadline):
                 raise TimeoutError(f"{marker!r} x{count} not in {self.body[-2000:]!r}")
             self._decode()
-        return self.body
+        return bytes(self.body)
 
     def read_to_end(self, timeout: float = 5.0) -> bytes:
         """Read until the server ends the response."""
@@ -116,7 +116,7 @@ class RawStream:
             if not self._fill(deadline) and not self.ended:
                 raise TimeoutError(f"the response did not end: {self.body[-2000:]!r}")
             self._decode()
-        return self.body
+        return bytes(self.body)
 
     def events(self, count: int, timeout: float = 5.0) -> list[ServerSentEvent]:
         """The next ``count`` events (blocking until they arrive)."""
