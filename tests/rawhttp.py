@@ -132,7 +132,11 @@ class RawStream:
         """Events that arrived so far, or within ``wait`` seconds, without
         blocking longer: what the socket holds is always read."""
         deadline = time.monotonic() + wait
-        while self._fill(deadline) or self._fill_now():
+        while (
+            not self.ended
+            and self.sock.fileno() >= 0
+            and (self._fill(deadline) or self._fill_now())
+        ):
             self._decode()
         taken, self._events = self._events, []
         return taken
