@@ -36,10 +36,15 @@ def _rss_kib() -> int:
 
 
 def create_app() -> Flask:
+    hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "end-to-end-test-secret"
+    if not hooks.get("library_defaults"):
+        # Most tests are not about access: their streams are public, unless
+        # the test's config says otherwise. {"library_defaults": true} keeps
+        # the library's own defaults.
+        app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
     app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
-    hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
     sse = SSESessions()
 
     if "deny" in hooks:
