@@ -117,6 +117,10 @@ def create_app() -> Flask:
             }
         )
 
+    @app.post("/echo")
+    def echo() -> Any:
+        return request.get_data()
+
     @app.get("/health")
     def health() -> str:
         return "ok"
