@@ -38,7 +38,8 @@ def _rss_kib() -> int:
 def create_app() -> Flask:
     hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
     app = Flask(__name__)
-    app.config["SECRET_KEY"] = "end-to-end-test-secret"
+    if not hooks.get("no_secret_key"):
+        app.config["SECRET_KEY"] = "end-to-end-test-secret"
     if not hooks.get("library_defaults"):
         # Most tests are not about access: their streams are public, unless
         # the test's config says otherwise. {"library_defaults": true} keeps
