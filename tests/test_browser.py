@@ -80,7 +80,12 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.env = {**os.environ, "BROWSER_TEST_CONFIG": json.dumps(config or {})}
+        self.env = {
+            **os.environ,
+            "BROWSER_TEST_CONFIG": json.dumps(config or {}),
+            # The example's session cookies must outlive a restart.
+            "SECRET_KEY": "browser-test-example-secret",
+        }
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
