@@ -36,10 +36,16 @@ def _rss_kib() -> int:
 
 
 def create_app() -> Flask:
-    app = Flask(__name__)
-    app.config["SECRET_KEY"] = "end-to-end-test-secret"
-    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
+    app = Flask(__name__)
+    if not hooks.get("no_secret_key"):
+        app.config["SECRET_KEY"] = "end-to-end-test-secret"
+    if not hooks.get("library_defaults"):
+        # Most tests are not about access: their streams are public, unless
+        # the test's config says otherwise. {"library_defaults": true} keeps
+        # the library's own defaults.
+        app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
+    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     sse = SSESessions()
 
     if "deny" in hooks:
@@ -117,6 +123,10 @@ def create_app() -> Flask:
                 "rss_kib": _rss_kib(),
             }
         )
+
+    @app.post("/echo")
+    def echo() -> Any:
+        return request.get_data()
 
     @app.get("/health")
     def health() -> str:

@@ -94,7 +94,9 @@ def launch(app: str, config: dict[str, Any] | None = None) -> Server:
     """gunicorn with the example's settings (``example_app/gunicorn.conf.py``)."""
     ready = "/" if app == EXAMPLE_APP else "/health"
     extra = ("-c", "example_app/gunicorn.conf.py")
-    return Server(config, app=app, extra_args=extra, ready_path=ready).start()
+    # The example's session cookies must outlive a restart.
+    env = {"SECRET_KEY": "browser-test-example-secret"}
+    return Server(config, app=app, extra_args=extra, ready_path=ready, env=env).start()
 
 
 @pytest.fixture(scope="module")
