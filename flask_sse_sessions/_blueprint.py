@@ -10,6 +10,7 @@ from flask.sansio.app import App
 
 from . import _cli, _views
 from ._config import Config
+from ._server import DRAIN, check_setup
 from ._state import EXTENSION_KEY, State
 
 AuthorizeHook = Callable[[str], bool]
@@ -77,3 +78,5 @@ class SSESessions(Blueprint):
         state = State(app, config, self, name)
         super().register(app, options)
         app.extensions[EXTENSION_KEY] = state
+        check_setup(state)
+        DRAIN.attach(state)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import random
+import sys
 
 from flask import Response, request
 
@@ -13,6 +16,8 @@ from ._backend import BackendUnavailable
 from ._client import client_response
 from ._events import parse_event_id
 from ._registry import LimitExceeded
+from ._server import DRAIN, check_gevent_patched
+from ._sockets import tune_stream_socket
 from ._state import State, get_state
 from ._stream import open_stream
 from ._watcher import WATCHER
@@ -40,6 +45,21 @@ def error_response(
     return response
 
 
+def _refuse(state: State, reason: str, session_id: str, response: Response) -> Response:
+    """Count and log (at INFO, never the token) a stream or latest request refused."""
+    state.counters.refused[reason] += 1
+    # The path, never the query string: that is where the token is.
+    logger.info(
+        "refused %s (session %r) from %s: %d %s",
+        request.path,
+        session_id,
+        request.remote_addr,
+        response.status_code,
+        reason,
+    )
+    return response
+
+
 def _admit(state: State, session_id: str) -> float | Response:
     """Check the session id, the token and the authorize hook.
 
@@ -55,18 +75,33 @@ def _admit(state: State, session_id: str) -> float | Response:
     token = request.args.get("token")
     if token is not None or config.require_token:
         if not token:
-            return error_response(
-                401, "token_required", "This stream needs the signed URL the page was given."
+            return _refuse(
+                state,
+                "unauthorized",
+                session_id,
+                error_response(
+                    401, "token_required", "This stream needs the signed URL the page was given."
+                ),
             )
         try:
             expires = check_token(
                 state.app, token, session_id, state.bound_user_key(), config.token_max_age
             )
         except TokenError as exc:
-            return error_response(401, "invalid_token", str(exc).capitalize() + ".")
+            return _refuse(
+                state,
+                "unauthorized",
+                session_id,
+                error_response(401, "invalid_token", str(exc).capitalize() + "."),
+            )
     hook = state.hooks.authorize_hook
     if hook is not None and not hook(session_id):
-        return error_response(403, "forbidden", "You may not watch this session.")
+        return _refuse(
+            state,
+            "forbidden",
+            session_id,
+            error_response(403, "forbidden", "You may not watch this session."),
+        )
     return expires
 
 
@@ -74,6 +109,20 @@ def stream(session_id: str) -> Response:
     """``GET /stream/<session_id>``: the event stream of one session."""
     state = get_state("stream")
     backend = state.backend
+    _first_stream_checks(state)
+    if DRAIN.draining:
+        retry_after = state.registry.retry_after
+        return _refuse(
+            state,
+            "draining",
+            session_id,
+            error_response(
+                503,
+                "draining",
+                "This server is shutting down; connect again shortly.",
+                retry_after=retry_after + random.randint(0, retry_after),
+            ),
+        )
     admitted = _admit(state, session_id)
     if isinstance(admitted, Response):
         return admitted
@@ -89,18 +138,20 @@ def stream(session_id: str) -> Response:
         latest = backend.latest(session_id)
         if after is not None and latest is not None and latest.terminal and after >= latest.key:
             return Response(status=204)  # the session is over: EventSource stops
+        sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
         try:
-            conn = state.registry.open(
-                session_id,
-                state.user_key(),
-                request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket"),
-            )
+            conn = state.registry.open(session_id, state.user_key(), sock)
         except LimitExceeded as exc:
-            return error_response(
-                429,
-                "too_many_connections",
-                str(exc).capitalize() + ".",
-                retry_after=state.registry.retry_after,
+            return _refuse(
+                state,
+                exc.scope,
+                session_id,
+                error_response(
+                    429,
+                    "too_many_connections",
+                    str(exc).capitalize() + ".",
+                    retry_after=state.registry.retry_after,
+                ),
             )
         try:
             # Live events reach the connection from here on; only then is
@@ -119,7 +170,11 @@ def stream(session_id: str) -> Response:
     # Until the server holds the body, an error anywhere (a signal receiver, an
     # after_request hook) means nobody else will close it: close_unsent_stream.
     request.environ[_UNSENT_STREAM] = body
+    config = state.config
+    tune_stream_socket(sock, config.send_buffer_bytes, config.client_timeout)
     WATCHER.watch(conn)
+    state.counters.opened += 1
+    logger.debug("stream opened: session %r, user %r", session_id, conn.user_key)
     connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
     return Response(
         body,
@@ -127,6 +182,24 @@ def stream(session_id: str) -> Response:
         content_type=STREAM_CONTENT_TYPE,
         direct_passthrough=True,
     )
+
+
+_checked_pid = 0
+
+
+def _first_stream_checks(state: State) -> None:
+    """Once per process, at its first stream: watch for the worker stopping
+    (a ``--preload`` app was registered before the worker existed), and warn
+    if gevent serves this stream without having patched ``socket``."""
+    global _checked_pid
+    pid = os.getpid()
+    if _checked_pid == pid:
+        return
+    _checked_pid = pid
+    DRAIN.attach(state)
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is not None and greenlet.getcurrent().parent is not None:
+        check_gevent_patched()
 
 
 def close_unsent_stream(exc: BaseException | None) -> None:
