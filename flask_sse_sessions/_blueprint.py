@@ -12,6 +12,7 @@ from . import _cli, _views
 from ._config import Config
 from ._server import DRAIN, check_setup
 from ._state import EXTENSION_KEY, State
+from .metrics import exporter
 
 AuthorizeHook = Callable[[str], bool]
 IdentifyHook = Callable[[], str | None]
@@ -79,4 +80,5 @@ class SSESessions(Blueprint):
         super().register(app, options)
         app.extensions[EXTENSION_KEY] = state
         check_setup(state)
-        DRAIN.attach(state)
+        DRAIN.attach()
+        exporter()

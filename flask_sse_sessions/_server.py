@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -116,6 +115,24 @@ def check_setup(state: State) -> None:
             cfg.worker_connections,
             config.max_connections + 100,
         )
+    if _multiprocess_metrics() and _default_hook(cfg.child_exit):
+        WARNINGS.warn(
+            "child_exit",
+            "PROMETHEUS_MULTIPROC_DIR is set but gunicorn has no child_exit hook: the"
+            " open-connection gauge of a worker that died stays in every scrape. Add"
+            " to gunicorn.conf.py: def child_exit(server, worker):"
+            " prometheus_client.multiprocess.mark_process_dead(worker.pid)",
+        )
+
+
+def _multiprocess_metrics() -> bool:
+    from .metrics import multiprocess_dir
+
+    return multiprocess_dir() is not None
+
+
+def _default_hook(hook: Any) -> bool:
+    return getattr(hook, "__module__", None) == "gunicorn.config"
 
 
 def check_gevent_patched() -> None:
@@ -159,13 +176,11 @@ class Drain:
 
     def __init__(self) -> None:
         self.draining = False
-        self._states: weakref.WeakSet[State] = weakref.WeakSet()
         self._pid = 0
         self._lock = threading.Lock()
 
-    def attach(self, state: State) -> None:
-        """Drain ``state``'s streams when this process's gunicorn worker stops."""
-        self._states.add(state)
+    def attach(self) -> None:
+        """Drain every app's streams when this process's gunicorn worker stops."""
         if self._pid == os.getpid():
             return
         worker = gunicorn_process()
@@ -188,8 +203,10 @@ class Drain:
         self.draining = True
         logger.info("gunicorn worker %s is stopping: ending its streams", os.getpid())
         # Streams that were opening as the flag fell are drained at the next turn.
+        from ._state import STATES
+
         while True:
-            for state in list(self._states):
+            for state in list(STATES):
                 state.registry.drain()
             time.sleep(_POLL_SECONDS)
 

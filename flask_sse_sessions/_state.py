@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +28,9 @@ after it, so that one that raises fails neither a broadcast nor the listener."""
 
 logger = logging.getLogger("flask_sse_sessions")
 
+STATES: weakref.WeakSet[State] = weakref.WeakSet()
+"""Every app's state in this process, for the metrics and the drain."""
+
 
 class Hooks(Protocol):
     """The app's hooks, as the blueprint keeps them."""
@@ -45,6 +49,7 @@ class State:
         self.endpoint_prefix = endpoint_prefix
         self.registry = Registry(config)
         self.counters = Counters()
+        STATES.add(self)
         # A bound method is held weakly: the receiver goes away with the app.
         BUS.connect(self.registry.deliver, sender=app)
         self.backend = make_backend(config, self._deliver, self.registry.catch_up)

@@ -21,6 +21,7 @@ from ._sockets import tune_stream_socket
 from ._state import State, get_state
 from ._stream import open_stream
 from ._watcher import WATCHER
+from .metrics import exporter
 from .signals import connection_opened
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -109,7 +110,7 @@ def stream(session_id: str) -> Response:
     """``GET /stream/<session_id>``: the event stream of one session."""
     state = get_state("stream")
     backend = state.backend
-    _first_stream_checks(state)
+    _first_stream_checks()
     if DRAIN.draining:
         retry_after = state.registry.retry_after
         return _refuse(
@@ -187,7 +188,7 @@ def stream(session_id: str) -> Response:
 _checked_pid = 0
 
 
-def _first_stream_checks(state: State) -> None:
+def _first_stream_checks() -> None:
     """Once per process, at its first stream: watch for the worker stopping
     (a ``--preload`` app was registered before the worker existed), and warn
     if gevent serves this stream without having patched ``socket``."""
@@ -196,7 +197,8 @@ def _first_stream_checks(state: State) -> None:
     if _checked_pid == pid:
         return
     _checked_pid = pid
-    DRAIN.attach(state)
+    DRAIN.attach()
+    exporter()
     greenlet = sys.modules.get("greenlet")
     if greenlet is not None and greenlet.getcurrent().parent is not None:
         check_gevent_patched()

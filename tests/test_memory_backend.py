@@ -190,11 +190,11 @@ def test_expired_sessions_leave_the_store_and_the_stats() -> None:
     publish(backend, "a", 1)
     clock.now += 5
     publish(backend, "b", 1)
-    assert backend.stats() == {"stored_sessions": 2}
+    assert backend.stats()["stored_sessions"] == 2
     clock.now += 5
-    assert backend.stats() == {"stored_sessions": 1}
+    assert backend.stats()["stored_sessions"] == 1
     clock.now += 5
-    assert backend.stats() == {"stored_sessions": 0}
+    assert backend.stats()["stored_sessions"] == 0
 
 
 def test_a_hundred_thousand_sessions_stay_bounded() -> None:
@@ -214,7 +214,7 @@ def test_a_hundred_thousand_sessions_stay_bounded() -> None:
     backend.publish("late", "progress", "{}")
     assert 40_000 < len(sessions) < 60_000
     clock.now += 30
-    assert backend.stats() == {"stored_sessions": 0}
+    assert backend.stats()["stored_sessions"] == 0
     assert not sessions
 
 
