@@ -50,12 +50,14 @@ class Server:
         workers: int = 1,
         worker_connections: int = 2000,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.config = config or {}
         self.hooks = hooks or {}
         self.workers = workers
         self.worker_connections = worker_connections
         self.extra_args = extra_args
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -67,6 +69,7 @@ class Server:
             SSE_TEST_CONFIG=json.dumps(self.config),
             SSE_TEST_HOOKS=json.dumps(self.hooks),
             PYTHONPATH=str(ROOT),
+            **self.env,
         )
         command = [
             sys.executable, "-m", "gunicorn",

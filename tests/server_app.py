@@ -8,6 +8,7 @@ and reading the worker's numbers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 from typing import Any
@@ -40,6 +41,9 @@ def create_app() -> Flask:
     app.config["SECRET_KEY"] = "end-to-end-test-secret"
     app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
+    if "log_level" in hooks:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("flask_sse_sessions").setLevel(hooks["log_level"])
     sse = SSESessions()
 
     if "deny" in hooks:
@@ -109,8 +113,16 @@ def create_app() -> Flask:
                 "receivers": len(BUS.receivers),
                 "watched_sockets": WATCHER.watching(),
                 "rss_kib": _rss_kib(),
+                "pid": os.getpid(),
             }
         )
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        # A real app protects this route like any other.
+        from flask_sse_sessions.metrics import metrics_response
+
+        return metrics_response()
 
     @app.get("/health")
     def health() -> str:
