@@ -282,3 +282,28 @@ def test_clients_of_a_stopping_worker_resume_elsewhere_with_every_event(
             assert victim not in worker_pids(server)
     finally:
         server.stop()
+
+
+def test_max_requests_recycling_drains_the_worker(session_id: str) -> None:
+    server = started(BASE, extra_args=(*SLOW_GRACE, "--max-requests", "20"))
+    streams = [server.stream(session_id) for _ in range(3)]
+    try:
+        for stream in streams:
+            stream.events(1)
+        # Requests count towards max_requests until the worker stops itself.
+        deadline = time.monotonic() + 30
+        while not all(len(retry_values(stream.body)) > 1 for stream in streams):
+            assert time.monotonic() < deadline, [stream.body[-200:] for stream in streams]
+            try:
+                httpx.get(server.url + "/health", timeout=5)
+            except httpx.TransportError:
+                pass  # between the old worker and the new one
+            for stream in streams:
+                stream.pending_events(wait=0.05)
+        for stream in streams:
+            stream.read_to_end(timeout=30)
+            assert stream.ended
+    finally:
+        for stream in streams:
+            stream.close()
+        server.stop()
