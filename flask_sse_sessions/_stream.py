@@ -105,14 +105,14 @@ class Stream:
         counters = self._state.counters
         while chunk is not None:
             self._last_output = time.monotonic()
+            if self._live:
+                counters.wrote(self._live, self._live_ms)
+                self._live = 0
             # While the server writes, a full pending list means the client is
             # not reading: Registry.deliver then disconnects instead of waiting.
             conn.writing = True
             yield chunk
             conn.writing = False
-            if self._live:
-                counters.wrote(self._live, self._live_ms)
-                self._live = 0
             chunk = self._next_chunk()
 
     def _next_chunk(self) -> bytes | None:
