@@ -23,6 +23,10 @@ LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10
 bucket holds everything slower."""
 
 
+_bucket = bisect.bisect_left
+_time_ns = time.time_ns
+
+
 class Counters:
     """What happened to the streams of one app in this process since it started."""
 
@@ -48,10 +52,10 @@ class Counters:
         """A stream wrote ``events`` live events, the oldest published at
         ``published_ms`` (epoch milliseconds, from its id)."""
         self.delivered += events
-        waited = time.time() * 1000 - published_ms
+        waited = _time_ns() // 1_000_000 - published_ms
         if waited < 0:
-            waited = 0.0  # ids from another host's clock
-        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, waited)] += 1
+            waited = 0  # an id from another host's clock
+        self.latency_buckets[_bucket(LATENCY_BUCKETS_MS, waited)] += 1
         self.latency_sum_ms += waited
 
     def as_stats(self) -> dict[str, Any]:
