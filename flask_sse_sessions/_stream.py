@@ -32,12 +32,12 @@ _STREAM_JITTER = 0.1
 # A draining worker asks each client to come back after its retry time plus
 # up to this much more (at least a second), so they do not all come at once.
 _DRAIN_SPREAD = 1.0
-
-logger = logging.getLogger("flask_sse_sessions")
 # Seconds between catch-up attempts while the backend does not answer: doubled
 # at each failure up to the maximum, with jitter, so streams do not retry together.
 _RETRY_FIRST = 0.5
 _RETRY_MAX = 8.0
+
+logger = logging.getLogger("flask_sse_sessions")
 
 
 class Stream:

@@ -46,8 +46,17 @@ def error_response(
     return response
 
 
-def _refuse(state: State, reason: str, session_id: str, response: Response) -> Response:
-    """Count and log (at INFO, never the token) a stream or latest request refused."""
+_REASONS = {401: "unauthorized", 403: "forbidden"}
+
+
+def _refuse(
+    state: State, session_id: str, response: Response, reason: str | None = None
+) -> Response:
+    """Count and log (at INFO, never the token) a refused stream or latest
+    request: 401, 403, 429 (``reason``: the limit) or 503 while draining."""
+    reason = reason or _REASONS.get(response.status_code)
+    if reason is None:
+        return response  # a bad request, not a refusal
     state.counters.refused[reason] += 1
     # The path, never the query string: that is where the token is.
     logger.info(
@@ -76,33 +85,18 @@ def _admit(state: State, session_id: str) -> float | Response:
     token = request.args.get("token")
     if token is not None or config.require_token:
         if not token:
-            return _refuse(
-                state,
-                "unauthorized",
-                session_id,
-                error_response(
-                    401, "token_required", "This stream needs the signed URL the page was given."
-                ),
+            return error_response(
+                401, "token_required", "This stream needs the signed URL the page was given."
             )
         try:
             expires = check_token(
                 state.app, token, session_id, state.bound_user_key(), config.token_max_age
             )
         except TokenError as exc:
-            return _refuse(
-                state,
-                "unauthorized",
-                session_id,
-                error_response(401, "invalid_token", str(exc).capitalize() + "."),
-            )
+            return error_response(401, "invalid_token", str(exc).capitalize() + ".")
     hook = state.hooks.authorize_hook
     if hook is not None and not hook(session_id):
-        return _refuse(
-            state,
-            "forbidden",
-            session_id,
-            error_response(403, "forbidden", "You may not watch this session."),
-        )
+        return error_response(403, "forbidden", "You may not watch this session.")
     return expires
 
 
@@ -115,7 +109,6 @@ def stream(session_id: str) -> Response:
         retry_after = state.registry.retry_after
         return _refuse(
             state,
-            "draining",
             session_id,
             error_response(
                 503,
@@ -123,10 +116,11 @@ def stream(session_id: str) -> Response:
                 "This server is shutting down; connect again shortly.",
                 retry_after=retry_after + random.randint(0, retry_after),
             ),
+            "draining",
         )
     admitted = _admit(state, session_id)
     if isinstance(admitted, Response):
-        return admitted
+        return _refuse(state, session_id, admitted)
     last_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId") or None
     after = None
     if last_id is not None:
@@ -145,7 +139,6 @@ def stream(session_id: str) -> Response:
         except LimitExceeded as exc:
             return _refuse(
                 state,
-                exc.scope,
                 session_id,
                 error_response(
                     429,
@@ -153,6 +146,7 @@ def stream(session_id: str) -> Response:
                     str(exc).capitalize() + ".",
                     retry_after=state.registry.retry_after,
                 ),
+                exc.scope,
             )
         try:
             # Live events reach the connection from here on; only then is
@@ -233,7 +227,7 @@ def latest(session_id: str) -> Response:
     state = get_state("latest")
     admitted = _admit(state, session_id)
     if isinstance(admitted, Response):
-        return admitted
+        return _refuse(state, session_id, admitted)
     try:
         event = state.backend.latest(session_id)
     except BackendUnavailable as exc:
