@@ -17,6 +17,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from flask_sse_sessions._wire import ServerSentEvent
 from tests.harness import Server, wait_until
 from tests.rawhttp import RawStream
 from tests.sse import (
