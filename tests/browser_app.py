@@ -31,6 +31,7 @@ window.client = { connect: connect, isDefault: client.connect === connect };
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "browser-test-secret"
+    app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False  # the client's tests are not about access
     app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     app.register_blueprint(SSESessions(), url_prefix="/api")
 

@@ -75,6 +75,21 @@ def wait_until(
         time.sleep(interval)
 
 
+class ServerLog:
+    """A server's log file: ``log()`` its tail, ``log.read_text()`` all of it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, size: int = 5000) -> str:
+        """The last ``size`` characters (all of them with 0)."""
+        text = self.read_text()
+        return text[-size:] if size else text
+
+    def read_text(self) -> str:
+        return self.path.read_text(errors="replace") if self.path.exists() else ""
+
+
 class ServerError(RuntimeError):
     """gunicorn exited or did not serve; the message holds its log's tail."""
 
@@ -125,6 +140,7 @@ class Server:
         fd, name = tempfile.mkstemp(prefix="sse-test-gunicorn-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
+        self.log = ServerLog(self.log_path)
 
     @property
     def url(self) -> str:
@@ -206,11 +222,6 @@ class Server:
                 self._reap()
                 raise ServerError(f"gunicorn did not serve {self.ready_path}:\n{self.log()}")
             time.sleep(0.05)
-
-    def log(self, size: int = 5000) -> str:
-        """The last ``size`` characters of the server's log (all of them with 0)."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-size:] if size else text
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

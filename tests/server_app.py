@@ -8,6 +8,7 @@ and reading the worker's numbers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 from typing import Any
@@ -36,10 +37,19 @@ def _rss_kib() -> int:
 
 
 def create_app() -> Flask:
-    app = Flask(__name__)
-    app.config["SECRET_KEY"] = "end-to-end-test-secret"
-    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
+    app = Flask(__name__)
+    if not hooks.get("no_secret_key"):
+        app.config["SECRET_KEY"] = "end-to-end-test-secret"
+    if not hooks.get("library_defaults"):
+        # Most tests are not about access: their streams are public, unless
+        # the test's config says otherwise. {"library_defaults": true} keeps
+        # the library's own defaults.
+        app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
+    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
+    if "log_level" in hooks:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("flask_sse_sessions").setLevel(hooks["log_level"])
     sse = SSESessions()
 
     if "deny" in hooks:
@@ -115,8 +125,20 @@ def create_app() -> Flask:
                 "receivers": len(BUS.receivers),
                 "watched_sockets": WATCHER.watching(),
                 "rss_kib": _rss_kib(),
+                "pid": os.getpid(),
             }
         )
+
+    @app.post("/echo")
+    def echo() -> Any:
+        return request.get_data()
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        # A real app protects this route like any other.
+        from flask_sse_sessions.metrics import metrics_response
+
+        return metrics_response()
 
     @app.get("/health")
     def health() -> str:

@@ -20,15 +20,21 @@ from tests.harness import FlaskDevServer
 
 
 def make_app(**config: object) -> Flask:
+    """An app whose streams are public (these tests are not about access)."""
     app = Flask(__name__)
+    app.config.update(SSE_SESSIONS_REQUIRE_TOKEN=False)
     app.config.update(config)
     return app
 
 
 def test_registering_creates_the_apps_state_with_defaults() -> None:
-    app = make_app()
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "test"
     app.register_blueprint(SSESessions(), url_prefix="/api")
     assert "sse_sessions" in app.extensions
+    assert app.config["SSE_SESSIONS_REQUIRE_TOKEN"] is None
+    assert app.config["SSE_SESSIONS_MAX_STREAM_SECONDS"] == 3600
+    assert app.config["SSE_SESSIONS_MAX_CONNECTIONS_PER_USER"] is None
     assert app.config["SSE_SESSIONS_HEARTBEAT_INTERVAL"] == 30
     assert app.config["SSE_SESSIONS_REPLAY_ON_CONNECT"] == "latest"
     assert app.config["SSE_SESSIONS_CORS_ORIGINS"] == []
@@ -112,6 +118,28 @@ def test_bad_config_fails_at_registration_naming_the_key(
     with pytest.raises(ConfigError, match=match) as info:
         app.register_blueprint(SSESessions())
     assert key in str(info.value)
+
+
+@pytest.mark.parametrize("require_token", [None, True])
+def test_a_missing_secret_key_fails_at_registration_when_tokens_can_be_required(
+    require_token: bool | None,
+) -> None:
+    app = make_app(SSE_SESSIONS_REQUIRE_TOKEN=require_token)
+    with pytest.raises(ConfigError, match=r"set app.config\['SECRET_KEY'\]") as info:
+        app.register_blueprint(SSESessions())
+    assert "SSE_SESSIONS_REQUIRE_TOKEN = False" in str(info.value)
+    assert "@sse.authorize" in str(info.value)
+    assert "sse_sessions" not in app.extensions
+
+
+def test_no_secret_key_is_needed_when_tokens_cannot_be_required() -> None:
+    public = make_app(SSE_SESSIONS_REQUIRE_TOKEN=False)
+    public.register_blueprint(SSESessions())
+    hooked = make_app(SSE_SESSIONS_REQUIRE_TOKEN=None)
+    sse = SSESessions()
+    sse.authorize(lambda session_id: True)
+    hooked.register_blueprint(sse)
+    assert "sse_sessions" in public.extensions and "sse_sessions" in hooked.extensions
 
 
 def test_float_heartbeat_is_allowed() -> None:

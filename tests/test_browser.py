@@ -105,7 +105,9 @@ def launch(app: str, config: dict[str, Any] | None = None) -> Server:
     """gunicorn with the example's settings (``example_app/gunicorn.conf.py``)."""
     ready = "/" if app == EXAMPLE_APP else "/health"
     extra = ("-c", "example_app/gunicorn.conf.py")
-    return Server(config, app=app, extra_args=extra, ready_path=ready).start()
+    # The example's session cookies must outlive a restart.
+    env = {"SECRET_KEY": "browser-test-example-secret"}
+    return Server(config, app=app, extra_args=extra, ready_path=ready, env=env).start()
 
 
 @pytest.fixture(scope="module")
@@ -617,7 +619,9 @@ def test_state_is_closed_in_complete_listeners(page: Page, server: Server) -> No
 def test_an_expired_token_ends_in_stream_error(
     page: Page, start_server: Callable[..., Server]
 ) -> None:
-    server = start_server(TEST_APP, {"SSE_SESSIONS_TOKEN_MAX_AGE": 1})
+    server = start_server(
+        TEST_APP, {"SSE_SESSIONS_TOKEN_MAX_AGE": 1, "SSE_SESSIONS_REQUIRE_TOKEN": True}
+    )
     open_page(page, server)
     _, url = new_session(server, "expiring")
     index = watch(page, url, minDelay=100)

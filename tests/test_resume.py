@@ -17,6 +17,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from flask_sse_sessions._wire import ServerSentEvent
 from tests.harness import Server, wait_until
 from tests.rawhttp import RawStream
 from tests.sse import (
@@ -449,3 +450,31 @@ def test_events_published_while_a_new_stream_reads_its_snapshot_all_arrive(
         events = next_events(stream, 3)
     assert kind(events[0]) == "connected"
     assert [e.json()["k"] for e in events[1:]] == [1, 2]  # type: ignore[index]
+
+
+# The maximum stream life
+
+
+def test_a_stream_ends_at_its_maximum_life_and_resumes_without_loss(
+    serve: Any, session_id: str
+) -> None:
+    server = serve({**HEARTBEAT, "SSE_SESSIONS_MAX_STREAM_SECONDS": 1.5})
+
+    def numbers(events: list[ServerSentEvent]) -> list[int]:
+        values = [event.json() for event in events if kind(event) == "progress"]
+        return [value["round"] * 10 + value["n"] for value in values]  # type: ignore[index]
+
+    seen: list[int] = []
+    last_id = ""
+    for round in range(3):
+        with server.stream(session_id, {"Last-Event-ID": last_id}) as stream:
+            assert stream.status == 200
+            server.publish(session_id, {"round": round}, count=4)  # while connected
+            stream.read_to_end(timeout=30)  # the server ends it
+            events = stream.pending_events()
+        seen += numbers(events)
+        last_id = [event for event in events if kind(event) == "progress"][-1].id
+        server.publish(session_id, {"round": round + 5}, count=2)  # while disconnected
+    with server.stream(session_id, {"Last-Event-ID": last_id}) as stream:
+        seen += numbers(next_events(stream, 3))  # connected, then the two missed
+    assert seen == [0, 1, 2, 3, 50, 51, 10, 11, 12, 13, 60, 61, 20, 21, 22, 23, 70, 71]

@@ -194,7 +194,8 @@ def test_latest_is_the_stream_s_latest_event_as_json(serve: Any, session_id: str
     response = httpx.get(f"{server.url}/api/stream/{session_id}/latest", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.headers["cache-control"] == "no-cache"
+    # Access is checked per request: no shared cache may keep it.
+    assert response.headers["cache-control"] == "private, no-cache"
     body = response.json()
     assert body == {"id": event.id, "type": "progress", "data": event.json()}
     assert body["data"]["percent"] == 20
