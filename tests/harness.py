@@ -75,19 +75,13 @@ def wait_until(
         time.sleep(interval)
 
 
-class ServerLog:
-    """A server's log file: ``log()`` its tail, ``log.read_text()`` all of it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
+class ServerLog(type(Path())):  # type: ignore[misc]
+    """A server's log file, a :class:`~pathlib.Path`; calling it gives its tail."""
 
     def __call__(self, size: int = 5000) -> str:
         """The last ``size`` characters (all of them with 0)."""
-        text = self.read_text()
+        text = self.read_text(errors="replace") if self.exists() else ""
         return text[-size:] if size else text
-
-    def read_text(self) -> str:
-        return self.path.read_text(errors="replace") if self.path.exists() else ""
 
 
 class ServerError(RuntimeError):
@@ -176,7 +170,7 @@ class Server:
                     max(deadline - time.monotonic(), 0.1),
                     lambda: f"port {self.port} stays in use",
                 )
-            offset = self.log_path.stat().st_size
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             self._spawn()
             try:
                 self._wait_ready(deadline)
