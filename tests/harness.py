@@ -103,17 +103,19 @@ class Server:
         hooks: dict[str, Any] | None = None,
         *,
         app: str | None = SERVER_APP,
-        workers: int = 1,
-        worker_connections: int = 2000,
+        workers: int | None = 1,
+        worker_connections: int | None = 2000,
         extra_args: tuple[str, ...] | list[str] = (),
         env: dict[str, str] | None = None,
         ready_path: str = "/health",
-        graceful_timeout: float = 2,
+        graceful_timeout: float | None = 2,
         port: int | None = None,
         gunicorn: tuple[str, ...] | list[str] = (sys.executable, "-m", "gunicorn"),
         base_env: dict[str, str] | None = None,
     ) -> None:
-        """``app``: None when ``extra_args`` name a config file that names it.
+        """``app``: None when ``extra_args`` name a config file that names it;
+        ``workers``, ``worker_connections``, ``graceful_timeout``: None leaves
+        them to such a file.
         ``gunicorn``: the command that runs gunicorn (another environment's).
         ``base_env``: the environment to start from instead of this process's
         with ``PYTHONPATH`` pointing at the repository."""
@@ -143,13 +145,16 @@ class Server:
     # Running
 
     def command(self) -> list[str]:
+        options = [
+            ("-w", self.workers),
+            ("--worker-connections", self.worker_connections),
+            ("--graceful-timeout", self.graceful_timeout),
+        ]
         return [
             *self.gunicorn,
             "-k", "gevent",
-            "-w", str(self.workers),
-            "--worker-connections", str(self.worker_connections),
             "-b", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", str(self.graceful_timeout),
+            *[part for name, value in options if value is not None for part in (name, str(value))],
             *self.extra_args,
             *([self.app] if self.app else []),
         ]  # fmt: skip
