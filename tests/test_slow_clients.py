@@ -5,7 +5,6 @@ burst of broadcasts from one view, which never yields to their streams."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from typing import Any
 
 from flask_sse_sessions._wire import Parser, ServerSentEvent
 from tests.harness import Server, wait_until
+from tests.rawhttp import RawStream
 
 QUEUE_SIZE = 256
 CONFIG = {
@@ -187,28 +187,16 @@ def test_a_burst_of_queue_plus_history_events_loses_nothing(serve: Any, session_
         reader.close()
 
 
-def stalled_client(port: int, session_id: str) -> socket.socket:
+def stalled_client(port: int, session_id: str) -> RawStream:
     """A client with a tiny receive buffer that sends its request and never reads."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    return sock
+    return RawStream(port, f"/api/stream/{session_id}", receive_buffer=4096, read_head=False)
 
 
-def read_what_arrived(sock: socket.socket) -> list[ServerSentEvent]:
-    """Drain a cut connection to its end; parse the complete chunks it holds."""
-    raw = bytearray()
-    sock.settimeout(30)
-    while True:
-        try:
-            data = sock.recv(1 << 20)
-        except ConnectionResetError:
-            break
-        if not data:
-            break
-        raw += data
-    return parse_response(bytes(raw))
+def read_what_arrived(stream: RawStream) -> list[ServerSentEvent]:
+    """Drain a cut connection to its end; the events of the complete chunks it holds."""
+    assert stream.response(timeout=30).status == 200
+    stream.read_to_end(timeout=30)
+    return stream.pending_events()
 
 
 def test_a_client_that_stops_reading_is_cut_and_resumes_without_a_loss(
