@@ -573,6 +573,7 @@ from flask import Flask
 from flask_sse_sessions import Publisher, SSESessions
 
 app = Flask("a")
+app.config["SECRET_KEY"] = "test"
 url = "redis://127.0.0.1:9/0"
 app.config["SSE_SESSIONS_REDIS_URL"] = url
 for attempt in (lambda: Publisher(url), lambda: app.register_blueprint(SSESessions())):
