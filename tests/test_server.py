@@ -306,3 +306,22 @@ def test_max_requests_recycling_drains_the_worker(session_id: str) -> None:
         for stream in streams:
             stream.close()
         server.stop()
+
+
+def test_stream_requests_to_a_draining_worker_get_503_with_retry_after(
+    apps: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_sse_sessions._server import DRAIN
+
+    app = apps(SSE_SESSIONS_REQUIRE_TOKEN=False, SSE_SESSIONS_RETRY_MS=3000)
+    client = app.test_client()
+    monkeypatch.setattr(DRAIN, "draining", True)
+    response = client.get("/api/stream/job")
+    assert response.status_code == 503
+    assert response.json is not None and response.json["error"] == "draining"
+    assert 3 <= int(response.headers["Retry-After"]) <= 6
+    assert app.extensions["sse_sessions"].stats()["refused"]["draining"] == 1
+    monkeypatch.setattr(DRAIN, "draining", False)
+    streaming = client.get("/api/stream/job", buffered=False)
+    assert streaming.status_code == 200
+    streaming.close()
