@@ -7,21 +7,29 @@ sees them. The stream replays a session's whole history to a new tab, so a
 reload, a second tab or a tab opened after the job finished shows the same
 state.
 
-Run it from the repository root::
+Each browser sees and streams only its own jobs: Flask's session cookie lists
+them and the ``authorize`` hook checks it. Jobs are capped per browser and in
+all, and are forgotten ``EXAMPLE_JOB_SECONDS`` after they start.
 
-    gunicorn -c example_app/gunicorn.conf.py
+Run it from the repository root, with a secret key of your own::
+
+    SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))') \
+        gunicorn -c example_app/gunicorn.conf.py
 """
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, abort, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request, session
+from werkzeug.exceptions import HTTPException
 
 from flask_sse_sessions import (
     SSESessions,
@@ -76,6 +84,7 @@ class Job:
     title: str
     created: float
     question: str | None = None
+    finished: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -93,23 +102,73 @@ def create_app(**config: Any) -> Flask:
     ``EXAMPLE_STEP_SECONDS`` (how long a job step takes) in tests."""
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY="example-only: set a real secret in production",
+        SECRET_KEY=os.environ.get("SECRET_KEY"),
         EXAMPLE_STEP_SECONDS=0.6,
         EXAMPLE_TOKEN_SECONDS=0.06,
+        # Jobs a browser keeps (finished ones give way to new ones), jobs the
+        # server keeps in all, and how long a job is kept after it started.
+        EXAMPLE_JOBS_PER_BROWSER=20,
+        EXAMPLE_MAX_JOBS=1000,
+        EXAMPLE_JOB_SECONDS=3600,
         # A late tab gets every event of a job, not only the latest one, to
         # rebuild the log; the history must hold a whole job for that.
         SSE_SESSIONS_REPLAY_ON_CONNECT="all",
         SSE_SESSIONS_HISTORY_SIZE=500,
     )
     app.config.update(config)
-    app.register_blueprint(SSESessions(), url_prefix="/api")
-    jobs: dict[str, Job] = {}
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.logger.warning(
+            "SECRET_KEY is not set in the environment: using a random key, so every"
+            " browser's jobs are forgotten when the server restarts. Set SECRET_KEY"
+            " to a long random value."
+        )
+    sse = SSESessions()
 
-    def start(kind: str, title: str, target: Any, *args: Any, question: str | None = None) -> Job:
+    @sse.authorize
+    def may_watch(session_id: str) -> bool:
+        """A browser watches the jobs it started, as its session cookie lists them."""
+        return session_id in session.get("jobs", [])
+
+    app.register_blueprint(sse, url_prefix="/api")
+    jobs: dict[str, Job] = {}
+    lock = threading.Lock()
+
+    def own_jobs() -> list[Job]:
+        """This browser's jobs that the server still keeps, oldest first."""
+        expired = time.time() - app.config["EXAMPLE_JOB_SECONDS"]
+        with lock:
+            for job in [job for job in jobs.values() if job.finished and job.created < expired]:
+                del jobs[job.id]
+            kept = [jobs[job_id] for job_id in session.get("jobs", []) if job_id in jobs]
+        return kept
+
+    def start(kind: str, title: str, target: Any, *args: Any, question: str | None = None) -> Any:
+        mine = own_jobs()
+        if len(mine) >= app.config["EXAMPLE_JOBS_PER_BROWSER"]:
+            finished = [job for job in mine if job.finished]
+            if not finished:
+                return error(429, "too_many_jobs", "Wait for one of your jobs to finish.")
+            mine.remove(finished[0])
         job = Job(new_session_id(), kind, title, time.time(), question)
-        jobs[job.id] = job
-        threading.Thread(target=target, args=(app, job.id, *args), daemon=True).start()
-        return job
+        with lock:
+            if len(jobs) >= app.config["EXAMPLE_MAX_JOBS"]:
+                return error(503, "busy", "The server runs too many jobs; try again later.")
+            jobs[job.id] = job
+        session["jobs"] = [*(kept.id for kept in mine), job.id]
+        threading.Thread(target=target, args=(app, job, *args), daemon=True).start()
+        return jsonify(job.as_json()), 201
+
+    def json_object() -> dict[str, Any]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, "The request body must be a JSON object.")
+        return body
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error(exc.code or 500, code, exc.description or "")
 
     @app.get("/")
     def index() -> str:
@@ -117,64 +176,77 @@ def create_app(**config: Any) -> Flask:
 
     @app.get("/jobs")
     def list_jobs() -> Any:
-        return jsonify(jobs=[job.as_json() for job in jobs.values()])
+        return jsonify(jobs=[job.as_json() for job in own_jobs()])
 
     @app.get("/jobs/<job_id>")
     def get_job(job_id: str) -> Any:
-        if job_id not in jobs:
-            abort(404)
-        return jsonify(jobs[job_id].as_json())
+        for job in own_jobs():
+            if job.id == job_id:
+                return jsonify(job.as_json())
+        abort(404, "No such job among yours.")
 
     @app.post("/jobs")
     def start_job() -> Any:
-        kind = (request.get_json(silent=True) or {}).get("kind")
-        if kind not in KINDS:
-            abort(400)
-        job = start(kind, KINDS[kind].title, run_job, kind, app.config["EXAMPLE_STEP_SECONDS"])
-        return jsonify(job.as_json()), 201
+        kind = json_object().get("kind")
+        if not isinstance(kind, str) or kind not in KINDS:
+            abort(400, f"kind must be one of {', '.join(map(repr, KINDS))}.")
+        return start(kind, KINDS[kind].title, run_job, kind, app.config["EXAMPLE_STEP_SECONDS"])
 
     @app.post("/answers")
     def ask() -> Any:
-        question = str((request.get_json(silent=True) or {}).get("question", "")).strip()
-        if not question:
-            abort(400)
-        job = start(
+        question = json_object().get("question")
+        if not isinstance(question, str) or not question.strip():
+            abort(400, "question must be a string that is not empty.")
+        return start(
             "answer",
             "Answer",
             stream_answer,
             app.config["EXAMPLE_TOKEN_SECONDS"],
-            question=question[:500],
+            question=question.strip()[:500],
         )
-        return jsonify(job.as_json()), 201
 
     return app
 
 
-def run_job(app: Flask, job_id: str, kind_name: str, step_seconds: float) -> None:
+def error(status: int, code: str, message: str) -> Any:
+    """A JSON error answer, as every route but the page gives."""
+    return jsonify(error=code, message=message), status
+
+
+def run_job(app: Flask, job: Job, kind_name: str, step_seconds: float) -> None:
     """A job's life: progress, one numbered log line per step, then complete."""
-    kind = KINDS[kind_name]
+    kind, job_id = KINDS[kind_name], job.id
     with app.app_context():
-        broadcast_progress(job_id, percent=0, status="Starting…")
-        for n in range(1, kind.steps + 1):
-            time.sleep(step_seconds * random.uniform(0.5, 1.5))
-            if n == kind.hiccup_at:
-                broadcast_error(job_id, f"Shard {n} answered slowly; retried it once")
-            line = LOG_LINES[kind_name].format(
-                n=n, steps=kind.steps, rows=random.randint(180, 260), skipped=random.randint(0, 9)
-            )
-            broadcast(job_id, "log", n=n, text=line)
-            broadcast_progress(
-                job_id,
-                percent=round(100 * n / kind.steps),
-                status=f"{kind.unit.capitalize()} {n} of {kind.steps}",
-            )
-        broadcast_complete(job_id, percent=100, status=kind.done)
+        try:
+            broadcast_progress(job_id, percent=0, status="Starting…")
+            for n in range(1, kind.steps + 1):
+                time.sleep(step_seconds * random.uniform(0.5, 1.5))
+                if n == kind.hiccup_at:
+                    broadcast_error(job_id, f"Shard {n} answered slowly; retried it once")
+                line = LOG_LINES[kind_name].format(
+                    n=n,
+                    steps=kind.steps,
+                    rows=random.randint(180, 260),
+                    skipped=random.randint(0, 9),
+                )
+                broadcast(job_id, "log", n=n, text=line)
+                broadcast_progress(
+                    job_id,
+                    percent=round(100 * n / kind.steps),
+                    status=f"{kind.unit.capitalize()} {n} of {kind.steps}",
+                )
+            broadcast_complete(job_id, percent=100, status=kind.done)
+        finally:
+            job.finished = True
 
 
-def stream_answer(app: Flask, job_id: str, token_seconds: float) -> None:
+def stream_answer(app: Flask, job: Job, token_seconds: float) -> None:
     """The streamed-answer demo: a canned answer, one word at a time."""
     with app.app_context():
-        for token in re.findall(r"\S+\s*", ANSWER):
-            time.sleep(token_seconds * random.uniform(0.5, 1.5))
-            broadcast(job_id, "token", text=token)
-        broadcast_complete(job_id)
+        try:
+            for token in re.findall(r"\S+\s*", ANSWER):
+                time.sleep(token_seconds * random.uniform(0.5, 1.5))
+                broadcast(job.id, "token", text=token)
+            broadcast_complete(job.id)
+        finally:
+            job.finished = True

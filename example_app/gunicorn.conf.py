@@ -18,6 +18,9 @@ workers = 1
 worker_connections = 10100
 graceful_timeout = 5
 accesslog = "-"
+# Stream URLs carry a token that opens the stream to whoever holds it: log
+# paths without their query strings (%(U)s, not the request line %(r)s).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
 def child_exit(server, worker):

@@ -83,7 +83,7 @@ def _admit(state: State, session_id: str) -> float | Response:
         )
     expires = math.inf
     token = request.args.get("token")
-    if token is not None or config.require_token:
+    if token is not None or state.require_token():
         if not token:
             return error_response(
                 401, "token_required", "This stream needs the signed URL the page was given."
@@ -135,7 +135,14 @@ def stream(session_id: str) -> Response:
             return Response(status=204)  # the session is over: EventSource stops
         sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
         try:
-            conn = state.registry.open(session_id, state.user_key(), sock)
+            user_key, limit_key, user_limit = state.client()
+            conn = state.registry.open(
+                session_id,
+                user_key,
+                sock,
+                limit_key=limit_key,
+                user_limit=user_limit,
+            )
         except LimitExceeded as exc:
             return _refuse(
                 state,
@@ -235,7 +242,10 @@ def latest(session_id: str) -> Response:
     if event is None:
         return error_response(404, "not_found", "This session has no events yet.")
     body = f'{{"id":"{event.id}","type":{json.dumps(event.type)},"data":{event.json}}}'
-    response = Response(body, mimetype="application/json", headers={"Cache-Control": "no-cache"})
+    # Access is checked per request: no shared cache may keep the answer.
+    response = Response(
+        body, mimetype="application/json", headers={"Cache-Control": "private, no-cache"}
+    )
     response.set_etag(event.id)
     response.make_conditional(request)
     return response
