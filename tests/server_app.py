@@ -8,7 +8,6 @@ and reading the worker's numbers.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import resource
 from typing import Any
@@ -47,9 +46,6 @@ def create_app() -> Flask:
         # the library's own defaults.
         app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
     app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
-    if "log_level" in hooks:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("flask_sse_sessions").setLevel(hooks["log_level"])
     sse = SSESessions()
 
     if "deny" in hooks:
