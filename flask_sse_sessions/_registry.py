@@ -43,6 +43,7 @@ class Connection:
 
     __slots__ = (
         "closed",
+        "draining",
         "lagging",
         "limit_key",
         "pending",
@@ -65,6 +66,7 @@ class Connection:
         self.lagging = 0
         self.writing = False
         self.closed = False
+        self.draining = False
 
     def hang_up(self) -> None:
         """End the stream at its next turn (the client went away)."""
@@ -193,6 +195,20 @@ class Registry:
                     self.dropped += 1
                     conn.disconnect()
             return len(conns)
+
+    def drain(self) -> None:
+        """Tell every open stream to end at its next turn, asking its client to
+        come back later (the server is shutting down). Called again, it cuts
+        the streams still stuck in a write since the last call: their clients
+        are not reading, and the worker must not wait for them."""
+        with self.lock:
+            for conns in self._sessions.values():
+                for conn in conns:
+                    if not conn.draining:
+                        conn.draining = True
+                        conn.wakeup.set()
+                    elif conn.writing and not conn.closed:
+                        conn.disconnect()
 
     def catch_up(self, session_id: str) -> None:
         """Make every connection of the session read history from its cursor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -11,6 +12,7 @@ from flask import Flask, current_app, has_app_context, has_request_context, requ
 
 from ._backend import Backend, CatchUp, Deliver
 from ._config import DEFAULT_MAX_CONNECTIONS_PER_USER, Config, ConfigError
+from ._counters import Counters
 from ._events import Event
 from ._memory import MemoryBackend
 from ._publisher import Broadcaster
@@ -29,6 +31,9 @@ logger = logging.getLogger("flask_sse_sessions")
 # What werkzeug's ProxyFix leaves in the environ of each request it rewrote.
 _PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
 
+STATES: weakref.WeakSet[State] = weakref.WeakSet()
+"""Every app's state in this process, for the metrics and the drain."""
+
 
 class Hooks(Protocol):
     """The app's hooks, as the blueprint keeps them."""
@@ -46,6 +51,8 @@ class State:
         self.hooks = hooks
         self.endpoint_prefix = endpoint_prefix
         self.registry = Registry(config)
+        self.counters = Counters()
+        STATES.add(self)
         # A bound method is held weakly: the receiver goes away with the app.
         BUS.connect(self.registry.deliver, sender=app)
         self.backend = make_backend(config, self._deliver, self.registry.catch_up)
@@ -136,13 +143,26 @@ class State:
         return hook()
 
     def stats(self) -> dict[str, Any]:
-        return {**self.registry.stats(), **self.backend.stats()}
+        backend = self.backend.stats()
+        return {
+            **self.registry.stats(),
+            **backend,
+            **self.counters.as_stats(),
+            "events_published": self.broadcaster.published,
+            "backend_errors": backend.get("redis_errors", 0),
+            "backend_reconnects": backend.get("redis_reconnects", 0),
+        }
 
 
 def make_backend(config: Config, deliver: Deliver, catch_up: CatchUp) -> Backend:
     """The backend ``config`` asks for: Redis with a URL, else the in-process one."""
     if config.redis_url is None:
-        return MemoryBackend(deliver, config.history_size, config.history_ttl)
+        return MemoryBackend(
+            deliver,
+            config.history_size,
+            config.history_ttl,
+            max_sessions=config.max_stored_sessions,
+        )
     from ._redis import RedisBackend
 
     try:

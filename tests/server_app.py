@@ -8,6 +8,7 @@ and reading the worker's numbers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 from typing import Any
@@ -46,6 +47,9 @@ def create_app() -> Flask:
         # the library's own defaults.
         app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
     app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
+    if "log_level" in hooks:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("flask_sse_sessions").setLevel(hooks["log_level"])
     sse = SSESessions()
 
     if "deny" in hooks:
@@ -82,6 +86,12 @@ def create_app() -> Flask:
 
         connection_opened.connect(leak, sender=app, weak=False)
 
+    if hooks.get("clock"):
+        _add_clock(app)
+
+    if hooks.get("hold_history"):
+        _add_history_gate(app)
+
     if "slow_history" in hooks:
         # Reading history yields for a while, as a network backend would: live
         # events published meanwhile are queued for the new connection too.
@@ -115,12 +125,20 @@ def create_app() -> Flask:
                 "receivers": len(BUS.receivers),
                 "watched_sockets": WATCHER.watching(),
                 "rss_kib": _rss_kib(),
+                "pid": os.getpid(),
             }
         )
 
     @app.post("/echo")
     def echo() -> Any:
         return request.get_data()
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        # A real app protects this route like any other.
+        from flask_sse_sessions.metrics import metrics_response
+
+        return metrics_response()
 
     @app.get("/health")
     def health() -> str:
@@ -200,3 +218,59 @@ def _slow_down_history(app: Flask, seconds: float) -> None:
         return latest(session_id)
 
     backend.history, backend.latest = slow_history, slow_latest
+
+
+def _add_clock(app: Flask) -> None:
+    """``{"clock": true}``: history TTLs count on a clock the test moves on with
+    ``POST /debug/clock`` and ``{"advance": seconds}``."""
+    import time
+
+    offset = [0.0]
+    app.extensions["sse_sessions"].backend._clock = lambda: time.monotonic() + offset[0]
+
+    @app.post("/debug/clock")
+    def advance_clock() -> Any:
+        offset[0] += float(request.get_json()["advance"])
+        return jsonify(offset=offset[0])
+
+
+def _add_history_gate(app: Flask) -> None:
+    """``{"hold_history": true}``: ``POST /debug/history/hold`` with
+    ``{"after": n}`` lets n more reads of history pass and holds the ones after
+    them until ``POST /debug/history/release``. Both answer how many reads wait."""
+    import threading
+
+    backend = app.extensions["sse_sessions"].backend
+    history, latest = backend.history, backend.latest
+    released = threading.Event()
+    released.set()
+    waiting, passes = [0], [0]
+
+    def wait() -> None:
+        if released.is_set() or passes[0] > 0:
+            passes[0] = max(passes[0] - 1, 0)
+            return
+        waiting[0] += 1
+        try:
+            released.wait()
+        finally:
+            waiting[0] -= 1
+
+    def held_history(session_id: str, after: Any) -> Any:
+        wait()
+        return history(session_id, after)
+
+    def held_latest(session_id: str) -> Any:
+        wait()
+        return latest(session_id)
+
+    backend.history, backend.latest = held_history, held_latest
+
+    @app.post("/debug/history/<action>")
+    def gate(action: str) -> Any:
+        if action == "release":
+            released.set()
+        elif action == "hold":
+            passes[0] = int((request.get_json(silent=True) or {}).get("after", 0))
+            released.clear()
+        return jsonify(waiting=waiting[0], released=released.is_set())

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -19,8 +16,7 @@ from flask_sse_sessions import (
     stats,
 )
 from flask_sse_sessions.testing import iter_events
-from tests.conftest import ROOT, free_port
-from tests.rawhttp import RawStream
+from tests.harness import FlaskDevServer
 
 
 def make_app(**config: object) -> Flask:
@@ -58,7 +54,12 @@ def test_it_is_a_blueprint_named_sse_sessions() -> None:
 def test_init_app_registers_with_a_prefix() -> None:
     app = make_app()
     SSESessions().init_app(app, url_prefix="/events")
-    assert app.test_client().get("/events/stream/s/latest").status_code == 404
+    client = app.test_client()
+    with app.app_context():
+        broadcast_progress("s", percent=5)
+    latest = client.get("/events/stream/s/latest")
+    assert latest.status_code == 200 and latest.get_json()["data"]["percent"] == 5
+    assert client.get("/stream/s/latest").status_code == 404  # only under the prefix
 
 
 def test_one_instance_on_two_apps_keeps_state_apart() -> None:
@@ -200,31 +201,10 @@ def test_cli_publish_and_stats() -> None:
 
 
 def test_flask_threaded_dev_server_streams_and_cleans_up() -> None:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), SSE_TEST_CONFIG="{}", SSE_TEST_HOOKS="{}")
-    command = [sys.executable, "-m", "flask", "--app", "tests.server_app:create_app()",
-               "run", "--with-threads", "--port", str(port)]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    try:
-        import httpx
-
-        for _ in range(200):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                threading.Event().wait(0.05)
-        with RawStream(port, "/api/stream/dev") as stream:
-            assert stream.events(1)[0].json()["type"] == "connected"
-            httpx.post(f"http://127.0.0.1:{port}/publish/dev", json={"data": {"k": 1}})
-            (event,) = stream.events(1)
-            assert event.json()["k"] == 1 and event.id
-        for _ in range(100):
-            stats = httpx.get(f"http://127.0.0.1:{port}/debug/stats").json()
-            if stats["connections"] == 0:
-                break
-            threading.Event().wait(0.05)
-        assert stats["connections"] == 0
-    finally:
-        server.terminate()
-        server.wait(10)
+    with FlaskDevServer() as server, server.stream("dev") as stream:
+        assert stream.events(1)[0].json()["type"] == "connected"
+        server.publish("dev", {"k": 1})
+        (event,) = stream.events(1)
+        assert event.json()["k"] == 1 and event.id
+        stream.close()
+        server.wait_for("connections", 0)

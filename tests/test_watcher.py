@@ -166,6 +166,14 @@ def test_a_stream_that_ended_is_no_longer_watched(own_server: Any) -> None:
         conn.close()
 
 
+class TlsServer(Server):
+    """The test app served over TLS."""
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
 @pytest.fixture
 def certificate(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1, trusted by httpx in this test."""
@@ -183,8 +191,7 @@ def certificate(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[str, st
 @pytest.mark.parametrize("worker", WORKERS)
 def test_hang_ups_of_tls_clients_are_noticed(certificate: tuple[str, str], worker: str) -> None:
     cert, key = certificate
-    server = Server(QUIET, extra_args=(*WORKERS[worker], "--certfile", cert, "--keyfile", key))
-    server.url = server.url.replace("http://", "https://")
+    server = TlsServer(QUIET, extra_args=(*WORKERS[worker], "--certfile", cert, "--keyfile", key))
     server.start()
     try:
         context = ssl.create_default_context(cafile=cert)
