@@ -156,7 +156,14 @@ def create_app(**config: Any) -> Flask:
                 return error(503, "busy", "The server runs too many jobs; try again later.")
             jobs[job.id] = job
         session["jobs"] = [*(kept.id for kept in mine), job.id]
-        threading.Thread(target=target, args=(app, job, *args), daemon=True).start()
+
+        def run() -> None:
+            try:
+                target(app, job.id, *args)
+            finally:
+                job.finished = True
+
+        threading.Thread(target=run, daemon=True).start()
         return jsonify(job.as_json()), 201
 
     def json_object() -> dict[str, Any]:
@@ -213,40 +220,31 @@ def error(status: int, code: str, message: str) -> Any:
     return jsonify(error=code, message=message), status
 
 
-def run_job(app: Flask, job: Job, kind_name: str, step_seconds: float) -> None:
+def run_job(app: Flask, job_id: str, kind_name: str, step_seconds: float) -> None:
     """A job's life: progress, one numbered log line per step, then complete."""
-    kind, job_id = KINDS[kind_name], job.id
+    kind = KINDS[kind_name]
     with app.app_context():
-        try:
-            broadcast_progress(job_id, percent=0, status="Starting…")
-            for n in range(1, kind.steps + 1):
-                time.sleep(step_seconds * random.uniform(0.5, 1.5))
-                if n == kind.hiccup_at:
-                    broadcast_error(job_id, f"Shard {n} answered slowly; retried it once")
-                line = LOG_LINES[kind_name].format(
-                    n=n,
-                    steps=kind.steps,
-                    rows=random.randint(180, 260),
-                    skipped=random.randint(0, 9),
-                )
-                broadcast(job_id, "log", n=n, text=line)
-                broadcast_progress(
-                    job_id,
-                    percent=round(100 * n / kind.steps),
-                    status=f"{kind.unit.capitalize()} {n} of {kind.steps}",
-                )
-            broadcast_complete(job_id, percent=100, status=kind.done)
-        finally:
-            job.finished = True
+        broadcast_progress(job_id, percent=0, status="Starting…")
+        for n in range(1, kind.steps + 1):
+            time.sleep(step_seconds * random.uniform(0.5, 1.5))
+            if n == kind.hiccup_at:
+                broadcast_error(job_id, f"Shard {n} answered slowly; retried it once")
+            line = LOG_LINES[kind_name].format(
+                n=n, steps=kind.steps, rows=random.randint(180, 260), skipped=random.randint(0, 9)
+            )
+            broadcast(job_id, "log", n=n, text=line)
+            broadcast_progress(
+                job_id,
+                percent=round(100 * n / kind.steps),
+                status=f"{kind.unit.capitalize()} {n} of {kind.steps}",
+            )
+        broadcast_complete(job_id, percent=100, status=kind.done)
 
 
-def stream_answer(app: Flask, job: Job, token_seconds: float) -> None:
+def stream_answer(app: Flask, job_id: str, token_seconds: float) -> None:
     """The streamed-answer demo: a canned answer, one word at a time."""
     with app.app_context():
-        try:
-            for token in re.findall(r"\S+\s*", ANSWER):
-                time.sleep(token_seconds * random.uniform(0.5, 1.5))
-                broadcast(job.id, "token", text=token)
-            broadcast_complete(job.id)
-        finally:
-            job.finished = True
+        for token in re.findall(r"\S+\s*", ANSWER):
+            time.sleep(token_seconds * random.uniform(0.5, 1.5))
+            broadcast(job_id, "token", text=token)
+        broadcast_complete(job_id)
