@@ -187,7 +187,8 @@ class RedisJobs:
 
     ``batchline:jobs`` maps job ids to their JSON; ``batchline:running`` holds
     the ids of unfinished jobs; ``batchline:lease:<id>`` names the worker that
-    runs a job and expires unless that worker renews it, before each event.
+    runs a job (``<pid>:<token>``) and expires unless that worker renews it,
+    before each event.
     Every worker looks for running jobs without a lease (their worker died,
     or gunicorn restarted) and takes them over: the job goes on after the last
     event Redis stored for it, so nothing is sent twice or skipped.
@@ -246,7 +247,8 @@ class RedisJobs:
 
     def _claim(self, job_id: str) -> bool:
         """Take the job if nobody holds its lease, and run it here."""
-        key, lease = f"batchline:lease:{job_id}", secrets.token_hex(8)
+        # The lease names the runner: this process and a token of the run.
+        key, lease = f"batchline:lease:{job_id}", f"{os.getpid()}:{secrets.token_hex(8)}"
         if not self._call(lambda r: r.set(key, lease, nx=True, px=self.lease_ms)):
             return False
         job = self.get(job_id)

@@ -22,6 +22,17 @@ from tests.rawhttp import RawStream
 from tests.redisproc import redis_factory, redis_server  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -165,6 +176,20 @@ def own_server() -> Iterator[Any]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium (``/usr/bin/chromium``, never a downloaded build),
+    driven by Playwright; one for the whole session, shared by the browser
+    tests (Playwright's sync API runs once per thread)."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), f"the browser tests need Debian's Chromium at {CHROMIUM}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

@@ -25,26 +25,13 @@ from playwright.sync_api import (
     Browser,
     Locator,
     Page,
-    Playwright,
     Response,
     expect,
-    sync_playwright,
 )
 
 from example_app.app import ANSWER, KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 15_000
 expect.set_options(timeout=TIMEOUT_MS)
 EXAMPLE_APP = "example_app.app:create_app(EXAMPLE_STEP_SECONDS={step}, EXAMPLE_TOKEN_SECONDS=0.01)"
@@ -126,20 +113,6 @@ class Gunicorn:
         response = httpx.get(self.url + path, timeout=5)
         response.raise_for_status()
         return response.json()
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"the browser tests need Debian's Chromium at {CHROMIUM}"
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture
