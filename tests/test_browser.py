@@ -68,6 +68,7 @@ class Gunicorn:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = {**os.environ, "BROWSER_TEST_CONFIG": json.dumps(config or {})}
+        self.env.pop("REDIS_URL", None)  # the example app runs on the in-process bus
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
