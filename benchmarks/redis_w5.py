@@ -8,10 +8,12 @@
     :class:`~flask_sse_sessions.Publisher` in a process of its own. Latency is
     from just before the publish call (``s0``) to receipt.
 ``ingest``
-    One worker with one stream on each of many sessions; a process pipelines
-    the messages the publish script sends straight into ``PUBLISH``, faster
-    than the worker reads them. Events per second from the first receipt to
-    the last, and per CPU second of the worker.
+    One worker with one stream on each of many sessions. While the worker is
+    stopped (SIGSTOP), a process pipelines the messages the publish script
+    sends straight into ``PUBLISH``; then the worker continues and reads them
+    as fast as it can. Events per second from its SIGCONT to the last receipt,
+    and per CPU second of the worker (the figure noise on a shared machine
+    moves least).
 ``connections``
     Two workers, many streams over half as many sessions, one event through a
     Publisher to each session; Redis's ``CLIENT LIST`` while they are open.
@@ -24,6 +26,8 @@ ingest test lets Redis queue what the worker has not read yet).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -124,16 +128,26 @@ def ingest(redis_url: str, *, sessions: int, events: int) -> dict[str, Any]:
             connected = client.connected
             client.pump_for(0.5)
             client.reset_tally()
-            cpu_start = server.cpu_seconds()
-            publisher = _publisher("raw", redis_url, prefix, str(sessions), "--events", str(events))
+            # The worker is stopped while the events are published, so that it
+            # then reads them as fast as it can, whatever the publisher's speed:
+            # they wait in its socket and in Redis's (unlimited) output buffer.
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                publisher = _publisher(
+                    "raw", redis_url, prefix, str(sessions), "--events", str(events)
+                )
+                published = _finish(publisher)
+            finally:
+                cpu_start = server.cpu_seconds()
+                resumed = time.time()
+                os.kill(server.pid, signal.SIGCONT)
             client.pump(lambda: client.tally.deliveries >= events, 120)
             cpu = server.cpu_seconds() - cpu_start
-            published = _finish(publisher)
             tally = client.tally
             stats = server.stats()
         finally:
             client.close()
-    seconds = tally.last_recv - tally.first_recv
+    seconds = tally.last_recv - resumed
     return {
         "connections": connected,
         "events": events,
