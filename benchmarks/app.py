@@ -31,6 +31,8 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "SSE_SESSIONS_HEARTBEAT_INTERVAL": 5,
     # The default (10,000) would refuse the control requests' neighbours at N = 10k.
     "SSE_SESSIONS_MAX_CONNECTIONS": 20000,
+    # The load clients open streams without tokens, from one address.
+    "SSE_SESSIONS_REQUIRE_TOKEN": False,
 }
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Flask
 from flask.sansio.app import App
 
 from . import _cli, _views
-from ._config import Config
+from ._config import Config, ConfigError
 from ._state import EXTENSION_KEY, State
 
 AuthorizeHook = Callable[[str], bool]
@@ -50,7 +50,9 @@ class SSESessions(Blueprint):
 
     def authorize(self, f: AuthorizeHook) -> AuthorizeHook:
         """Decorate ``f(session_id) -> bool``, called in the request context of
-        the stream and latest routes; False answers 403."""
+        the stream and latest routes, at every connect and reconnect; False
+        answers 403. With ``SSE_SESSIONS_REQUIRE_TOKEN = None`` (the default)
+        an app with this hook serves streams without a token."""
         self.authorize_hook = f
         return f
 
@@ -73,6 +75,18 @@ class SSESessions(Blueprint):
             )
         assert isinstance(app, Flask)
         config = Config.from_app_config(app.config)
+        tokens_required = config.require_token or (
+            config.require_token is None and self.authorize_hook is None
+        )
+        if tokens_required and not app.secret_key:
+            raise ConfigError(
+                "flask-sse-sessions closes streams to requests without a signed"
+                " stream_url() token, signed with the app's secret key: set"
+                " app.config['SECRET_KEY'] before registering the blueprint. Or"
+                " decorate an @sse.authorize hook before registering it (streams are"
+                " then open to whoever it allows), or set"
+                " SSE_SESSIONS_REQUIRE_TOKEN = False to make streams public."
+            )
         name = f"{options.get('name_prefix', '')}.{options.get('name', self.name)}".lstrip(".")
         state = State(app, config, self, name)
         super().register(app, options)

@@ -22,13 +22,17 @@ DEFAULTS: Mapping[str, Any] = {
     "SSE_SESSIONS_MAX_CONNECTIONS": 10000,
     "SSE_SESSIONS_MAX_CONNECTIONS_PER_SESSION": None,
     "SSE_SESSIONS_MAX_CONNECTIONS_PER_USER": None,
-    "SSE_SESSIONS_MAX_STREAM_SECONDS": None,
+    "SSE_SESSIONS_MAX_STREAM_SECONDS": 3600,
     "SSE_SESSIONS_MAX_EVENT_BYTES": 65536,
     "SSE_SESSIONS_CORS_ORIGINS": [],
     "SSE_SESSIONS_SESSION_ID_PATTERN": r"[A-Za-z0-9_-]{1,128}",
-    "SSE_SESSIONS_REQUIRE_TOKEN": False,
+    "SSE_SESSIONS_REQUIRE_TOKEN": None,
     "SSE_SESSIONS_TOKEN_MAX_AGE": 3600,
 }
+
+DEFAULT_MAX_CONNECTIONS_PER_USER = 32
+"""The per-user limit of users named by the identify hook when
+``SSE_SESSIONS_MAX_CONNECTIONS_PER_USER`` is None; plain addresses then have none."""
 
 
 class ConfigError(ValueError):
@@ -56,7 +60,7 @@ class Config:
     max_event_bytes: int
     cors_origins: frozenset[str]
     session_id_pattern: re.Pattern[str]
-    require_token: bool
+    require_token: bool | None
     token_max_age: int
 
     @classmethod
@@ -103,7 +107,7 @@ class Config:
             max_event_bytes=r.integer("MAX_EVENT_BYTES", minimum=64),
             cors_origins=frozenset(o.rstrip("/") for o in origins),
             session_id_pattern=compiled,
-            require_token=r.boolean("REQUIRE_TOKEN"),
+            require_token=r.optional_boolean("REQUIRE_TOKEN"),
             token_max_age=r.integer("TOKEN_MAX_AGE", minimum=1),
         )
 
@@ -150,8 +154,8 @@ class _Reader:
             raise ConfigError(f"{key} must be one of {listed}, not {value!r}")
         return str(value)
 
-    def boolean(self, name: str) -> bool:
+    def optional_boolean(self, name: str) -> bool | None:
         key, value = self._get(name)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be True or False, not {value!r}")
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{key} must be None, True or False, not {value!r}")
         return value

@@ -9,6 +9,7 @@ it never blocks and never writes to a socket.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import select
 import socket
@@ -43,6 +44,7 @@ class Connection:
     __slots__ = (
         "closed",
         "lagging",
+        "limit_key",
         "pending",
         "session_id",
         "socket",
@@ -51,9 +53,12 @@ class Connection:
         "writing",
     )
 
-    def __init__(self, session_id: str, user_key: str, sock: Any) -> None:
+    def __init__(
+        self, session_id: str, user_key: str | None, sock: Any, limit_key: str | None = None
+    ) -> None:
         self.session_id = session_id
         self.user_key = user_key
+        self.limit_key = limit_key
         self.socket = sock
         self.pending: list[Event] = []
         self.wakeup = threading.Event()
@@ -92,25 +97,37 @@ class Registry:
         """Seconds a refused client should wait: the stream's retry, at least 1."""
         return max(1, math.ceil(self._config.retry_ms / 1000))
 
-    def open(self, session_id: str, user_key: str | None, sock: Any = None) -> Connection:
+    def open(
+        self,
+        session_id: str,
+        user_key: str | None,
+        sock: Any = None,
+        *,
+        limit_key: str | None = None,
+        user_limit: int | None = None,
+    ) -> Connection:
         """Register a connection so it receives the session's live events from now on.
 
+        :param user_key: who connects, as the signals report it.
+        :param limit_key: the slot the connection counts under for per-user
+            limits (see :func:`limit_key`); None counts it under none.
+        :param user_limit: how many connections that key may hold; None: no limit.
         :raises LimitExceeded: a per-process, per-session or per-user limit is reached.
         """
         config = self._config
         with self.lock:
             conns = self._sessions.get(session_id)
-            user_key = user_key if user_key is not None else ""
             if self._count >= config.max_connections:
                 raise LimitExceeded("process", config.max_connections)
             per_session = config.max_connections_per_session
             if per_session is not None and conns is not None and len(conns) >= per_session:
                 raise LimitExceeded("session", per_session)
-            per_user = config.max_connections_per_user
-            if per_user is not None and self._users.get(user_key, 0) >= per_user:
-                raise LimitExceeded("user", per_user)
-            self._users[user_key] = self._users.get(user_key, 0) + 1
-            conn = Connection(session_id, user_key, sock)
+            if limit_key is not None:
+                held = self._users.get(limit_key, 0)
+                if user_limit is not None and held >= user_limit:
+                    raise LimitExceeded("user", user_limit)
+                self._users[limit_key] = held + 1
+            conn = Connection(session_id, user_key, sock, limit_key)
             if conns is None:
                 conns = self._sessions[session_id] = {}
             conns[conn] = None
@@ -126,11 +143,13 @@ class Registry:
             if not conns:
                 del self._sessions[conn.session_id]
             self._count -= 1
-            left = self._users[conn.user_key] - 1
-            if left:
-                self._users[conn.user_key] = left
-            else:
-                del self._users[conn.user_key]
+            key = conn.limit_key
+            if key is not None:
+                left = self._users[key] - 1
+                if left:
+                    self._users[key] = left
+                else:
+                    del self._users[key]
         conn.pending = []
         return True
 
@@ -197,6 +216,30 @@ class Registry:
                 "users": len(self._users),
                 "dropped": self.dropped,
             }
+
+
+def limit_key(user: str | None, address: str | None) -> str | None:
+    """The slot a connection counts under for per-user limits.
+
+    Users named by the identify hook and client addresses live in separate
+    namespaces, so that a user id that looks like an address never shares an
+    address's slots. IPv6 clients are counted per /64 network: one host
+    usually holds a whole /64 and could otherwise take a fresh address per
+    stream. None when there is neither (a Unix socket, say).
+    """
+    if user is not None:
+        return "user:" + user
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return "addr:" + address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"addr:{ip.ipv4_mapped}"
+        return f"addr:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+    return f"addr:{ip}"
 
 
 def _send_buffer_full(sock: Any) -> bool:

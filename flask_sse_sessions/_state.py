@@ -10,11 +10,11 @@ from blinker import Signal
 from flask import Flask, current_app, has_app_context, has_request_context, request
 
 from ._backend import Backend, CatchUp, Deliver
-from ._config import Config, ConfigError
+from ._config import DEFAULT_MAX_CONNECTIONS_PER_USER, Config, ConfigError
 from ._events import Event
 from ._memory import MemoryBackend
 from ._publisher import Broadcaster
-from ._registry import Connection, Registry
+from ._registry import Connection, Registry, limit_key
 from .signals import event_broadcast
 
 EXTENSION_KEY = "sse_sessions"
@@ -49,6 +49,7 @@ class State:
         self.broadcaster = Broadcaster(
             self.backend, config.session_id_pattern, config.max_event_bytes
         )
+        self._warned_no_address = False
 
     def check_session_id(self, session_id: object) -> str:
         """:raises ValueError: not a string matching ``SSE_SESSIONS_SESSION_ID_PATTERN``."""
@@ -77,11 +78,37 @@ class State:
         self.backend.unsubscribe(conn.session_id)
         return True
 
-    def user_key(self) -> str | None:
-        """Who is connecting, for per-user limits: the identify hook, else the address."""
+    def require_token(self) -> bool:
+        """Whether the stream and latest routes need a valid token: always with
+        ``SSE_SESSIONS_REQUIRE_TOKEN = True``, never with False, and with None
+        (the default) unless the app registered an authorize hook."""
+        required = self.config.require_token
+        return self.hooks.authorize_hook is None if required is None else required
+
+    def client(self) -> tuple[str | None, str | None, int | None]:
+        """Who is connecting: the user key the signals report (the identify
+        hook's answer, else the address), the key of the per-user limit slots,
+        and that key's limit.
+
+        Users named by the identify hook get ``SSE_SESSIONS_MAX_CONNECTIONS_PER_USER``,
+        32 when it is None; plain addresses get it too, no limit when it is None.
+        """
         hook = self.hooks.identify_hook
-        key = hook() if hook is not None else None
-        return key if key is not None else request.remote_addr
+        user = hook() if hook is not None else None
+        per_user = self.config.max_connections_per_user
+        if user is not None:
+            limit = DEFAULT_MAX_CONNECTIONS_PER_USER if per_user is None else per_user
+            return user, limit_key(user, None), limit
+        address = request.remote_addr or None
+        if address is None and not self._warned_no_address:
+            self._warned_no_address = True
+            logger.warning(
+                "a stream request came without a client address (a Unix socket, or a"
+                " proxy in front without werkzeug's ProxyFix): such streams count"
+                " under no per-user limit. Wrap the app in ProxyFix, or name users"
+                " with @sse.identify. (Logged once per process.)"
+            )
+        return address, limit_key(None, address), per_user
 
     def bound_user_key(self) -> str | None:
         """The user a token is bound to: the identify hook's answer, if the app has one."""

@@ -92,6 +92,10 @@ class Stream:
             yield chunk
             conn.writing = False
             chunk = self._next_chunk()
+        # The server writes the last chunk after this; on a kept-alive
+        # connection the client's next request may follow at once, and it is
+        # the server's to read: stop watching the socket first.
+        WATCHER.unwatch(conn)
 
     def _next_chunk(self) -> bytes | None:
         """Wait until there is something to write; None when the stream ends."""

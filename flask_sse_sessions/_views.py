@@ -53,7 +53,7 @@ def _admit(state: State, session_id: str) -> float | Response:
         )
     expires = math.inf
     token = request.args.get("token")
-    if token is not None or config.require_token:
+    if token is not None or state.require_token():
         if not token:
             return error_response(
                 401, "token_required", "This stream needs the signed URL the page was given."
@@ -90,10 +90,13 @@ def stream(session_id: str) -> Response:
         if after is not None and latest is not None and latest.terminal and after >= latest.key:
             return Response(status=204)  # the session is over: EventSource stops
         try:
+            user_key, limit_key, user_limit = state.client()
             conn = state.registry.open(
                 session_id,
-                state.user_key(),
+                user_key,
                 request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket"),
+                limit_key=limit_key,
+                user_limit=user_limit,
             )
         except LimitExceeded as exc:
             return error_response(
@@ -166,7 +169,10 @@ def latest(session_id: str) -> Response:
     if event is None:
         return error_response(404, "not_found", "This session has no events yet.")
     body = f'{{"id":"{event.id}","type":{json.dumps(event.type)},"data":{event.json}}}'
-    response = Response(body, mimetype="application/json", headers={"Cache-Control": "no-cache"})
+    # Access is checked per request: no shared cache may keep the answer.
+    response = Response(
+        body, mimetype="application/json", headers={"Cache-Control": "private, no-cache"}
+    )
     response.set_etag(event.id)
     response.make_conditional(request)
     return response

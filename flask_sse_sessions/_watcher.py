@@ -1,7 +1,12 @@
 """Notice clients that hang up, without a write and without a greenlet each.
 
 An SSE client sends nothing after its request, so its socket becomes readable
-when it closes (bytes it sends anyway are read and dropped, within a bound).
+when it closes. The watcher only peeks (``MSG_PEEK``): it never consumes a
+byte, because on a kept-alive connection what follows the stream is the next
+request, which belongs to the server. A client that sends anything while its
+stream is open is cut (its stream ends; the server then reads what it sent
+as its next request), never read. The stream stops being watched before its
+last chunk is written, so the next request never meets the watcher.
 One selector thread per process (a greenlet under gunicorn's gevent worker,
 whose monkey-patching makes ``selectors`` and ``threading`` cooperative)
 watches every stream socket and ends the stream of a client that went away,
@@ -22,9 +27,6 @@ from ._registry import Connection
 # New sockets join the watch at the next turn of the loop under gevent's
 # selector; this bounds how long that can take.
 _POLL_SECONDS = 0.5
-# A client should send nothing after its request. What it sends anyway is read
-# and dropped, so that its hang-up is still noticed, up to this many bytes.
-_STRAY_BYTES = 4096
 
 
 class HangupWatcher:
@@ -34,7 +36,6 @@ class HangupWatcher:
         self._lock = threading.Lock()
         self._selector: selectors.BaseSelector | None = None
         self._pid = 0
-        self._stray: dict[Connection, int] = {}
 
     def watch(self, conn: Connection) -> None:
         """Hang ``conn`` up when its socket reads EOF or fails."""
@@ -50,7 +51,6 @@ class HangupWatcher:
         selector = self._selector
         if conn.socket is None or selector is None or self._pid != os.getpid():
             return
-        self._stray.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError, OSError):
             selector.unregister(conn.socket)
 
@@ -77,33 +77,25 @@ class HangupWatcher:
     def _run(self, selector: selectors.BaseSelector) -> None:
         while selector is self._selector:
             for key, _ in selector.select(_POLL_SECONDS):
-                conn: Connection = key.data
-                received = _discard(key.fileobj)
-                if received is None:
+                if not _readable(key.fileobj):
                     continue
-                stray = self._stray.get(conn, 0) + received
-                if received and stray <= _STRAY_BYTES:
-                    self._stray[conn] = stray
-                    continue
-                # EOF, an error, or a client that keeps talking: end its stream.
-                self._stray.pop(conn, None)
+                # EOF, an error, or a client that talks while it should listen:
+                # end its stream, and leave whatever it sent where it is.
                 with contextlib.suppress(KeyError, ValueError):
                     selector.unregister(key.fileobj)
+                conn: Connection = key.data
                 conn.hang_up()
 
 
-def _discard(sock: Any) -> int | None:
-    """Read and drop what a readable socket holds.
-
-    :returns: how many bytes; 0 at EOF or on an error; None if there was nothing.
-    """
+def _readable(sock: Any) -> bool:
+    """Whether ``sock`` is at EOF, failed or holds bytes, without consuming any."""
     try:
-        data: bytes = sock.recv(_STRAY_BYTES, socket.MSG_DONTWAIT)
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
-        return None
+        return False  # woken for nothing
     except OSError:
-        return 0
-    return len(data)
+        pass
+    return True
 
 
 WATCHER = HangupWatcher()

@@ -21,9 +21,10 @@ HEARTBEAT = 0.2
 
 
 def make_app(**config: Any) -> Flask:
-    """An app with the blueprint at ``/api`` and a short heartbeat."""
+    """An app with the blueprint at ``/api``, public streams and a short heartbeat."""
     app = Flask(__name__)
-    app.config.update(SSE_SESSIONS_HEARTBEAT_INTERVAL=HEARTBEAT, **config)
+    app.config.update(SSE_SESSIONS_HEARTBEAT_INTERVAL=HEARTBEAT, SSE_SESSIONS_REQUIRE_TOKEN=False)
+    app.config.update(config)
     app.register_blueprint(SSESessions(), url_prefix="/api")
     return app
 

@@ -3,7 +3,7 @@
 ``/page/classic`` and ``/page/module`` are blank pages that load the client as a
 classic script or as an ES module and expose it as ``window.client``; the test
 publishes with ``POST /publish/<session_id>``. Config comes from the
-environment variable ``BROWSER_TEST_CONFIG`` (JSON).
+environment variable ``SSE_TEST_CONFIG`` (JSON).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ window.client = { connect: connect, isDefault: client.connect === connect };
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "browser-test-secret"
-    app.config.update(json.loads(os.environ.get("BROWSER_TEST_CONFIG", "{}")))
+    app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False  # the client's tests are not about access
+    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     app.register_blueprint(SSESessions(), url_prefix="/api")
 
     @app.get("/page/<kind>")

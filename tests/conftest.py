@@ -1,27 +1,23 @@
-"""Fixtures: real gunicorn gevent servers in subprocesses, and clients for them."""
+"""Fixtures: real gunicorn gevent servers in subprocesses (tests/harness.py), and
+clients for them."""
 
 from __future__ import annotations
 
 import json
-import os
 import resource
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.appstream import apps  # noqa: F401 (fixture)
+from tests.harness import ROOT, Server, free_port, wait_until
 from tests.rawhttp import RawStream
 from tests.redisproc import redis_factory, redis_server  # noqa: F401 (fixtures)
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ROOT", "RawStream", "Server", "free_port", "wait_until"]
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -42,100 +38,6 @@ def pytest_configure(config: pytest.Config) -> None:
     wanted = 20000 if hard == resource.RLIM_INFINITY else min(20000, hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``gunicorn -k gevent`` serving ``tests/server_app.py`` on a free port."""
-
-    def __init__(
-        self,
-        config: dict[str, Any] | None = None,
-        hooks: dict[str, Any] | None = None,
-        *,
-        workers: int = 1,
-        worker_connections: int = 2000,
-        extra_args: tuple[str, ...] = (),
-    ) -> None:
-        self.config = config or {}
-        self.hooks = hooks or {}
-        self.workers = workers
-        self.worker_connections = worker_connections
-        self.extra_args = extra_args
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = Path(f"/tmp/sse-test-gunicorn-{self.port}.log")
-
-    def start(self) -> Server:
-        env = dict(
-            os.environ,
-            SSE_TEST_CONFIG=json.dumps(self.config),
-            SSE_TEST_HOOKS=json.dumps(self.hooks),
-            PYTHONPATH=str(ROOT),
-        )
-        command = [
-            sys.executable, "-m", "gunicorn",
-            "-k", "gevent",
-            "-w", str(self.workers),
-            "--worker-connections", str(self.worker_connections),
-            "-b", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", "2",
-            *self.extra_args,
-            "tests.server_app:create_app()",
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError(f"gunicorn did not answer: {self.log.read_text()[-3000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def stream(self, path: str, headers: dict[str, str] | None = None) -> RawStream:
-        """Open ``/api/stream/<path>`` with the raw socket client."""
-        return RawStream(self.port, "/api/stream/" + path, headers)
-
-    def publish(self, session_id: str, data: Any = None, **body: Any) -> list[int]:
-        """Publish from a request to the server (so from inside the worker)."""
-        response = httpx.post(
-            f"{self.url}/publish/{session_id}", json={"data": data, **body}, timeout=30
-        )
-        response.raise_for_status()
-        return list(response.json()["reached"])
-
-    def stats(self) -> dict[str, int]:
-        return dict(httpx.get(self.url + "/debug/stats", timeout=10).json())
-
-    def wait_for(self, key: str, value: int, timeout: float = 5.0) -> dict[str, int]:
-        """Poll the worker's stats until ``stats[key] == value``; fail otherwise."""
-        deadline = time.monotonic() + timeout
-        stats = self.stats()
-        while stats[key] != value and time.monotonic() < deadline:
-            time.sleep(0.05)
-            stats = self.stats()
-        assert stats[key] == value, stats
-        return stats
 
 
 @pytest.fixture(scope="session")
@@ -182,7 +84,7 @@ def own_server() -> Iterator[Any]:
 def browser() -> Iterator[Any]:
     """Debian's Chromium (``/usr/bin/chromium``, never a downloaded build),
     driven by Playwright; one for the whole session, shared by the browser
-    tests (Playwright's sync API runs once per thread)."""
+    test files (Playwright's sync API can run only once per thread)."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), f"the browser tests need Debian's Chromium at {CHROMIUM}"

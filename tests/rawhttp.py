@@ -6,6 +6,7 @@ keeps every body byte, so tests can compare what went over the wire.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -23,11 +24,18 @@ class RawStream:
         *,
         method: str = "GET",
         timeout: float = 5.0,
+        request: bytes | None = None,
     ) -> None:
+        """``request``: bytes sent as they are instead of the request built
+        from ``method``, ``path`` and ``headers`` (a server may refuse it and
+        answer before it was all sent)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if request is None:
+            lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+            lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+            request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.sock.sendall(request)
         self._raw = b""
         self.body = b""
         self.ended = False
@@ -40,6 +48,7 @@ class RawStream:
         self.headers = {name.lower(): value for name, value in self.header_list}
         self._chunked = self.headers.get("transfer-encoding") == "chunked"
         self._length = int(self.headers.get("content-length", -1))
+        self._sse = self.headers.get("content-type", "").startswith("text/event-stream")
         self._decode()
 
     def _fill(self, deadline: float) -> bool:
@@ -88,7 +97,8 @@ class RawStream:
                 self._raw = rest[size + 2 :]
         if new:
             self.body += new
-            self._events.extend(self._parser.feed(new.decode("utf-8")))
+            if self._sse:
+                self._events.extend(self._parser.feed(new.decode("utf-8")))
 
     def read_until(self, marker: bytes, timeout: float = 5.0, count: int = 1) -> bytes:
         """Read until the body holds ``marker`` ``count`` times; return the body."""
@@ -119,12 +129,32 @@ class RawStream:
         return taken
 
     def pending_events(self, wait: float = 0.0) -> list[ServerSentEvent]:
-        """Events that arrived within ``wait`` seconds, without blocking longer."""
+        """Events that arrived so far, or within ``wait`` seconds, without
+        blocking longer: what the socket holds is always read."""
         deadline = time.monotonic() + wait
-        while self._fill(deadline):
+        while self._fill(deadline) or self._fill_now():
             self._decode()
         taken, self._events = self._events, []
         return taken
+
+    def _fill_now(self) -> bool:
+        """Receive what the socket already holds, without waiting."""
+        self.sock.settimeout(0)
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.ended = True
+            return False
+        self._raw += data
+        return True
+
+    def send(self, data: bytes) -> None:
+        """Send more bytes after the request (a client should not)."""
+        self.sock.sendall(data)
 
     def json(self) -> object:
         """The body of a non-stream response, as JSON."""

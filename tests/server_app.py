@@ -37,10 +37,16 @@ def _rss_kib() -> int:
 
 
 def create_app() -> Flask:
-    app = Flask(__name__)
-    app.config["SECRET_KEY"] = "end-to-end-test-secret"
-    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     hooks = json.loads(os.environ.get("SSE_TEST_HOOKS", "{}"))
+    app = Flask(__name__)
+    if not hooks.get("no_secret_key"):
+        app.config["SECRET_KEY"] = "end-to-end-test-secret"
+    if not hooks.get("library_defaults"):
+        # Most tests are not about access: their streams are public, unless
+        # the test's config says otherwise. {"library_defaults": true} keeps
+        # the library's own defaults.
+        app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
+    app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
     sse = SSESessions()
 
     if "deny" in hooks:
@@ -90,6 +96,12 @@ def create_app() -> Flask:
 
         _redis._PROBE_INTERVAL, _redis._PROBE_TIMEOUT = hooks["redis_probe"]
 
+    if hooks.get("clock"):
+        _add_clock(app)
+
+    if hooks.get("hold_history"):
+        _add_history_gate(app)
+
     if "slow_history" in hooks:
         # Reading history yields for a while, as a network backend would: live
         # events published meanwhile are queued for the new connection too.
@@ -129,6 +141,10 @@ def create_app() -> Flask:
                 "rss_kib": _rss_kib(),
             }
         )
+
+    @app.post("/echo")
+    def echo() -> Any:
+        return request.get_data()
 
     @app.get("/health")
     def health() -> str:
@@ -208,3 +224,59 @@ def _slow_down_history(app: Flask, seconds: float) -> None:
         return latest(session_id)
 
     backend.history, backend.latest = slow_history, slow_latest
+
+
+def _add_clock(app: Flask) -> None:
+    """``{"clock": true}``: history TTLs count on a clock the test moves on with
+    ``POST /debug/clock`` and ``{"advance": seconds}``."""
+    import time
+
+    offset = [0.0]
+    app.extensions["sse_sessions"].backend._clock = lambda: time.monotonic() + offset[0]
+
+    @app.post("/debug/clock")
+    def advance_clock() -> Any:
+        offset[0] += float(request.get_json()["advance"])
+        return jsonify(offset=offset[0])
+
+
+def _add_history_gate(app: Flask) -> None:
+    """``{"hold_history": true}``: ``POST /debug/history/hold`` with
+    ``{"after": n}`` lets n more reads of history pass and holds the ones after
+    them until ``POST /debug/history/release``. Both answer how many reads wait."""
+    import threading
+
+    backend = app.extensions["sse_sessions"].backend
+    history, latest = backend.history, backend.latest
+    released = threading.Event()
+    released.set()
+    waiting, passes = [0], [0]
+
+    def wait() -> None:
+        if released.is_set() or passes[0] > 0:
+            passes[0] = max(passes[0] - 1, 0)
+            return
+        waiting[0] += 1
+        try:
+            released.wait()
+        finally:
+            waiting[0] -= 1
+
+    def held_history(session_id: str, after: Any) -> Any:
+        wait()
+        return history(session_id, after)
+
+    def held_latest(session_id: str) -> Any:
+        wait()
+        return latest(session_id)
+
+    backend.history, backend.latest = held_history, held_latest
+
+    @app.post("/debug/history/<action>")
+    def gate(action: str) -> Any:
+        if action == "release":
+            released.set()
+        elif action == "hold":
+            passes[0] = int((request.get_json(silent=True) or {}).get("after", 0))
+            released.clear()
+        return jsonify(waiting=waiting[0], released=released.is_set())

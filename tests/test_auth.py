@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from flask_sse_sessions import new_session_id
@@ -281,3 +282,91 @@ def test_an_open_stream_ends_when_its_token_expires(own_server: Any, session_id:
     assert_error(get(server, url), 401, EXPIRED)
     server.publish(session_id, {"after": "expiry"})
     assert_error(get(server, url.replace("?", "/latest?")), 401, EXPIRED)
+
+
+# -- closed unless allowed --------------------------------------------------------
+
+LIBRARY_DEFAULTS = {"library_defaults": True}  # the test app's public streams: off
+
+
+def test_by_default_a_stream_or_latest_without_a_valid_token_is_401(
+    serve: Any, session_id: str
+) -> None:
+    server = serve({"SSE_SESSIONS_HEARTBEAT_INTERVAL": 1}, LIBRARY_DEFAULTS)
+    server.publish(session_id, {"secret": 1})
+    for path in (session_id, f"{session_id}/latest"):
+        assert_error(server.stream(path), 401, TOKEN_REQUIRED)
+        assert_error(server.stream(f"{path}?token=forged"), 401, NOT_VALID)
+    url = url_for_session(server, session_id)
+    assert_streams(get(server, url), session_id)
+    with get(server, url.replace("?", "/latest?")) as latest:
+        assert latest.status == 200
+        assert latest.json()["data"]["secret"] == 1  # type: ignore[index]
+    # Taking the token off a signed URL takes its access with it.
+    assert_error(get(server, url.partition("?")[0]), 401, TOKEN_REQUIRED)
+    server.wait_for("connections", 0)
+
+
+def test_by_default_an_authorize_hook_admits_streams_without_a_token(
+    serve: Any, session_id: str
+) -> None:
+    server = serve({"SSE_SESSIONS_HEARTBEAT_INTERVAL": 1}, {**LIBRARY_DEFAULTS, "deny": ["no"]})
+    assert_streams(server.stream(session_id), session_id)
+    server.publish(session_id, {"step": 1})
+    with server.stream(f"{session_id}/latest") as latest:
+        assert latest.status == 200
+    assert_error(server.stream("no"), 403, FORBIDDEN)
+    assert_error(server.stream("no/latest"), 403, FORBIDDEN)
+    # A token that is given is still checked.
+    assert_error(server.stream(f"{session_id}?token=forged"), 401, NOT_VALID)
+
+
+def test_public_streams_only_by_explicit_setting(serve: Any, session_id: str) -> None:
+    public = serve({"SSE_SESSIONS_REQUIRE_TOKEN": False}, LIBRARY_DEFAULTS)
+    assert_streams(public.stream(session_id), session_id)
+    # True needs a token even from an app with an authorize hook.
+    strict = serve({"SSE_SESSIONS_REQUIRE_TOKEN": True}, {**LIBRARY_DEFAULTS, "deny": ["no"]})
+    assert_error(strict.stream(session_id), 401, TOKEN_REQUIRED)
+    assert_streams(get(strict, url_for_session(strict, session_id)), session_id)
+
+
+def test_an_app_that_could_require_tokens_without_a_secret_key_does_not_start(
+    own_server: Any,
+) -> None:
+    with pytest.raises(RuntimeError, match=r"ConfigError: .*set app.config\['SECRET_KEY'\]"):
+        own_server({}, {**LIBRARY_DEFAULTS, "no_secret_key": True})
+
+
+def test_a_token_on_a_public_app_without_a_secret_key_is_401_json(
+    serve: Any, session_id: str
+) -> None:
+    # Regression: the token check met a RuntimeError, an HTML 500.
+    server = serve({"SSE_SESSIONS_REQUIRE_TOKEN": False}, {"no_secret_key": True})
+    assert_error(server.stream(f"{session_id}?token=x"), 401, NOT_VALID)
+    assert_error(server.stream(f"{session_id}/latest?token=x"), 401, NOT_VALID)
+    assert_streams(server.stream(session_id), session_id)
+
+
+def payload_text(token: str) -> str:
+    """The readable part of a token: its base64 JSON payload, decoded."""
+    payload = token.split(".")[0]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+
+
+def test_a_tokens_text_does_not_contain_the_user(serve: Any, session_id: str) -> None:
+    server = serve(REQUIRE_TOKEN, {"identify_by_header": True})
+    alice = {"X-User": "alice.liddell@example.com"}
+    url = url_for_session(server, session_id, alice)
+    token = token_of(url)
+    decoded = payload_text(token)
+    for text in (url, token, decoded):
+        for part in ("alice", "liddell", "example"):
+            assert part not in text.lower()
+    value = json.loads(decoded)
+    assert value[0] == session_id and isinstance(value[1], str)
+    assert_streams(get(server, url, alice), session_id)
+    assert_error(get(server, url, {"X-User": "bob@example.com"}), 401, OTHER_SESSION)
+    assert_error(get(server, url), 401, OTHER_SESSION)
+    # The same user gets the same binding in a new token.
+    again = token_of(url_for_session(server, session_id, alice))
+    assert json.loads(payload_text(again))[1] == value[1]

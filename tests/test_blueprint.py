@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -19,20 +16,25 @@ from flask_sse_sessions import (
     stats,
 )
 from flask_sse_sessions.testing import iter_events
-from tests.conftest import ROOT, free_port
-from tests.rawhttp import RawStream
+from tests.harness import FlaskDevServer
 
 
 def make_app(**config: object) -> Flask:
+    """An app whose streams are public (these tests are not about access)."""
     app = Flask(__name__)
+    app.config.update(SSE_SESSIONS_REQUIRE_TOKEN=False)
     app.config.update(config)
     return app
 
 
 def test_registering_creates_the_apps_state_with_defaults() -> None:
-    app = make_app()
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "test"
     app.register_blueprint(SSESessions(), url_prefix="/api")
     assert "sse_sessions" in app.extensions
+    assert app.config["SSE_SESSIONS_REQUIRE_TOKEN"] is None
+    assert app.config["SSE_SESSIONS_MAX_STREAM_SECONDS"] == 3600
+    assert app.config["SSE_SESSIONS_MAX_CONNECTIONS_PER_USER"] is None
     assert app.config["SSE_SESSIONS_HEARTBEAT_INTERVAL"] == 30
     assert app.config["SSE_SESSIONS_REPLAY_ON_CONNECT"] == "latest"
     assert app.config["SSE_SESSIONS_CORS_ORIGINS"] == []
@@ -52,7 +54,12 @@ def test_it_is_a_blueprint_named_sse_sessions() -> None:
 def test_init_app_registers_with_a_prefix() -> None:
     app = make_app()
     SSESessions().init_app(app, url_prefix="/events")
-    assert app.test_client().get("/events/stream/s/latest").status_code == 404
+    client = app.test_client()
+    with app.app_context():
+        broadcast_progress("s", percent=5)
+    latest = client.get("/events/stream/s/latest")
+    assert latest.status_code == 200 and latest.get_json()["data"]["percent"] == 5
+    assert client.get("/stream/s/latest").status_code == 404  # only under the prefix
 
 
 def test_one_instance_on_two_apps_keeps_state_apart() -> None:
@@ -111,6 +118,28 @@ def test_bad_config_fails_at_registration_naming_the_key(
     with pytest.raises(ConfigError, match=match) as info:
         app.register_blueprint(SSESessions())
     assert key in str(info.value)
+
+
+@pytest.mark.parametrize("require_token", [None, True])
+def test_a_missing_secret_key_fails_at_registration_when_tokens_can_be_required(
+    require_token: bool | None,
+) -> None:
+    app = make_app(SSE_SESSIONS_REQUIRE_TOKEN=require_token)
+    with pytest.raises(ConfigError, match=r"set app.config\['SECRET_KEY'\]") as info:
+        app.register_blueprint(SSESessions())
+    assert "SSE_SESSIONS_REQUIRE_TOKEN = False" in str(info.value)
+    assert "@sse.authorize" in str(info.value)
+    assert "sse_sessions" not in app.extensions
+
+
+def test_no_secret_key_is_needed_when_tokens_cannot_be_required() -> None:
+    public = make_app(SSE_SESSIONS_REQUIRE_TOKEN=False)
+    public.register_blueprint(SSESessions())
+    hooked = make_app(SSE_SESSIONS_REQUIRE_TOKEN=None)
+    sse = SSESessions()
+    sse.authorize(lambda session_id: True)
+    hooked.register_blueprint(sse)
+    assert "sse_sessions" in public.extensions and "sse_sessions" in hooked.extensions
 
 
 def test_float_heartbeat_is_allowed() -> None:
@@ -172,31 +201,10 @@ def test_cli_publish_and_stats() -> None:
 
 
 def test_flask_threaded_dev_server_streams_and_cleans_up() -> None:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), SSE_TEST_CONFIG="{}", SSE_TEST_HOOKS="{}")
-    command = [sys.executable, "-m", "flask", "--app", "tests.server_app:create_app()",
-               "run", "--with-threads", "--port", str(port)]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    try:
-        import httpx
-
-        for _ in range(200):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                threading.Event().wait(0.05)
-        with RawStream(port, "/api/stream/dev") as stream:
-            assert stream.events(1)[0].json()["type"] == "connected"
-            httpx.post(f"http://127.0.0.1:{port}/publish/dev", json={"data": {"k": 1}})
-            (event,) = stream.events(1)
-            assert event.json()["k"] == 1 and event.id
-        for _ in range(100):
-            stats = httpx.get(f"http://127.0.0.1:{port}/debug/stats").json()
-            if stats["connections"] == 0:
-                break
-            threading.Event().wait(0.05)
-        assert stats["connections"] == 0
-    finally:
-        server.terminate()
-        server.wait(10)
+    with FlaskDevServer() as server, server.stream("dev") as stream:
+        assert stream.events(1)[0].json()["type"] == "connected"
+        server.publish("dev", {"k": 1})
+        (event,) = stream.events(1)
+        assert event.json()["k"] == 1 and event.id
+        stream.close()
+        server.wait_for("connections", 0)

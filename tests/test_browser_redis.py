@@ -12,15 +12,15 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect
 
 from example_app.app import KINDS
 from tests.appstream import wait_until
+from tests.harness import Server
 from tests.redisproc import RedisProcess
-from tests.test_browser import TIMEOUT_MS, Gunicorn, job_lines, start_job
+from tests.test_browser import TIMEOUT_MS, job_lines, start_job
 
 # Steps of 0.3 s, and a lease of 2 s: a dead worker's job is taken over within
 # about 2 s. Clients reconnect after 1 s.
@@ -51,13 +51,18 @@ def redis_process() -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-def example(redis_process: RedisProcess, tmp_path: Path) -> Iterator[Gunicorn]:
-    server = Gunicorn(APP, tmp_path / "gunicorn.log")
-    server.env["REDIS_URL"] = redis_process.url
-    server.env["GUNICORN_CMD_ARGS"] = "--workers 2"
+def example(redis_process: RedisProcess) -> Iterator[Server]:
+    """The example app with the example's gunicorn settings, but two workers."""
+    server = Server(
+        app=APP,
+        workers=2,
+        extra_args=("-c", "example_app/gunicorn.conf.py"),
+        env={"REDIS_URL": redis_process.url, "SECRET_KEY": "browser-test-example-secret"},
+        ready_path="/",
+    )
     server.start()
     yield server
-    server.stop()
+    server.stop(signal.SIGINT)
 
 
 def runner_of(redis_process: RedisProcess, job_id: str) -> int | None:
@@ -79,7 +84,7 @@ def stream_workers(page: Page) -> list[int]:
 
 
 def test_the_worker_of_a_job_killed_mid_job_the_bar_still_reaches_100_percent(
-    page: Page, example: Gunicorn, redis_process: RedisProcess
+    page: Page, example: Server, redis_process: RedisProcess
 ) -> None:
     steps = KINDS["import"].steps
     streams = stream_workers(page)
@@ -112,7 +117,7 @@ def test_the_worker_of_a_job_killed_mid_job_the_bar_still_reaches_100_percent(
 
 
 def test_a_gunicorn_restart_mid_job_loses_no_progress(
-    page: Page, example: Gunicorn, redis_process: RedisProcess
+    page: Page, example: Server, redis_process: RedisProcess
 ) -> None:
     steps = KINDS["reindex"].steps
     page.goto(example.url)
@@ -121,7 +126,7 @@ def test_a_gunicorn_restart_mid_job_loses_no_progress(
     example.kill()  # master and workers at once
     expect(card).to_have_attribute("data-connection", "connecting")
     assert len(job_lines(card)) < steps, "the job ended before the restart"
-    example.start()
+    example.restart()
 
     expect(card).to_have_attribute("data-state", "done")
     expect(card.locator(".percent")).to_have_text("100%")

@@ -7,10 +7,7 @@ with an event published after each; all 50 must receive every event intact.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
@@ -162,25 +159,9 @@ def test_nasty_strings_are_accepted_and_stored_exactly(app: Flask) -> None:
 
 
 def raw_request(server: Server, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send ``request`` as it is; return the answer of a server that then closes."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        # Refused before it was all sent: the answer is waiting all the same.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(request)
-        data = b""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
-    return int(status_line.split(" ")[1]), headers, body
+    """Send ``request`` as it is; return the status, headers and whole body."""
+    with RawStream(server.port, "", request=request, timeout=10) as answer:
+        return answer.status, answer.headers, answer.read_to_end(timeout=10)
 
 
 def get(path: str, *headers: str) -> bytes:

@@ -4,7 +4,6 @@ Retry-After; every slot counted exactly and freed when its connection ends."""
 from __future__ import annotations
 
 import socket
-import time
 from contextlib import ExitStack
 from typing import Any
 
@@ -161,7 +160,7 @@ def test_a_failing_connection_opened_receiver_takes_no_slot() -> None:
     # Regression: the slot was taken before the signal was sent, and a receiver
     # that raised (the app's metrics, say) left it taken for good.
     app = Flask(__name__)
-    app.config["SSE_SESSIONS_MAX_CONNECTIONS"] = 1
+    app.config.update(SSE_SESSIONS_MAX_CONNECTIONS=1, SSE_SESSIONS_REQUIRE_TOKEN=False)
     SSESessions().init_app(app, url_prefix="/api")
 
     def broken(sender: Flask, **kwargs: Any) -> None:
@@ -180,6 +179,7 @@ def test_a_failing_connection_opened_receiver_takes_no_slot() -> None:
 
 def test_an_after_request_that_raises_frees_the_slot() -> None:
     app = Flask(__name__)
+    app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
     SSESessions().init_app(app, url_prefix="/api")
 
     @app.after_request
@@ -191,7 +191,7 @@ def test_an_after_request_that_raises_frees_the_slot() -> None:
         assert stats()["connections"] == 0
 
 
-def test_a_client_that_sent_stray_bytes_frees_its_slot_when_it_hangs_up(
+def test_a_client_that_sends_bytes_while_streaming_is_cut_and_frees_its_slot(
     own_server: Any, session_id: str
 ) -> None:
     server = own_server(QUIET)  # its own: the slot may stay taken
@@ -199,18 +199,94 @@ def test_a_client_that_sent_stray_bytes_frees_its_slot_when_it_hangs_up(
         sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")
         server.wait_for("connections", 1)
-        sock.sendall(b"x")
-    server.wait_for("connections", 0, timeout=2)  # the watcher polls every 0.5 s
-
-
-def test_a_client_that_keeps_sending_bytes_is_hung_up(own_server: Any, session_id: str) -> None:
-    server = own_server(QUIET)
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")
-        server.wait_for("connections", 1)
-        sock.sendall(b"x" * 3000)  # dropped: the stream goes on
-        time.sleep(1)
-        assert server.stats()["connections"] == 1
-        sock.sendall(b"x" * 3000)  # past 4 KiB in all: the stream ends
+        sock.sendall(b"x")  # the stream is cut at once
         server.wait_for("connections", 0, timeout=2)
+
+
+# -- the default limits and the keys they count under ----------------------------
+
+
+def test_an_identified_user_is_stopped_by_the_default_limit_while_others_connect(
+    own_server: Any,
+) -> None:
+    server = own_server(
+        {**QUIET, "SSE_SESSIONS_REQUIRE_TOKEN": False}, {"identify_by_header": True}
+    )
+    alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+    with ExitStack() as stack:
+        open_streams(stack, server, new_session_id(), 32, alice)
+        for _ in range(3):
+            assert_refused(server.stream(new_session_id(), alice), 32, "user")
+        open_streams(stack, server, new_session_id(), 2, bob)
+        # Plain addresses have no default limit: an office behind one NAT
+        # address, or a load test from one host.
+        open_streams(stack, server, new_session_id(), 40)
+        assert server.stats()["connections"] == 74
+
+
+def test_a_user_named_like_an_address_does_not_share_its_slots(serve: Any) -> None:
+    server = serve(
+        {**QUIET, "SSE_SESSIONS_MAX_CONNECTIONS_PER_USER": 1}, {"identify_by_header": True}
+    )
+    looks_like_the_address = {"X-User": "127.0.0.1"}
+    with ExitStack() as stack:
+        open_streams(stack, server, new_session_id(), 1)  # the address 127.0.0.1
+        open_streams(stack, server, new_session_id(), 1, looks_like_the_address)
+        assert_refused(server.stream(new_session_id()), 1, "user")
+        assert_refused(server.stream(new_session_id(), looks_like_the_address), 1, "user")
+        assert server.stats()["users"] == 2
+
+
+def test_ipv6_clients_are_counted_per_64_network(serve: Any) -> None:
+    server = serve({**QUIET, "SSE_SESSIONS_MAX_CONNECTIONS_PER_USER": 2}, {"proxy_fix": True})
+
+    def client(address: str) -> dict[str, str]:
+        return {"X-Forwarded-For": address}
+
+    with ExitStack() as stack:
+        open_streams(stack, server, new_session_id(), 1, client("2001:db8:1:2::1"))
+        open_streams(stack, server, new_session_id(), 1, client("2001:db8:1:2:ffff:0:0:9"))
+        # A third address of the same /64 is the same client.
+        assert_refused(server.stream(new_session_id(), client("2001:db8:1:2::abcd")), 2, "user")
+        open_streams(stack, server, new_session_id(), 2, client("2001:db8:1:3::1"))
+        assert_refused(server.stream(new_session_id(), client("2001:db8:1:3::2")), 2, "user")
+        # An IPv4 client seen as an IPv4-mapped IPv6 address is that IPv4 client.
+        open_streams(stack, server, new_session_id(), 2, client("198.51.100.7"))
+        assert_refused(server.stream(new_session_id(), client("::ffff:198.51.100.7")), 2, "user")
+        assert server.stats()["users"] == 3
+
+
+def unix_stream(path: str, session_id: str) -> socket.socket:
+    """A stream request over a Unix socket; the socket, once the stream is answered 200."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(path)
+    sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(4096)
+        assert data, head
+        head += data
+    assert head.startswith(b"HTTP/1.1 200 OK"), head
+    return sock
+
+
+def test_requests_without_an_address_share_no_slot_and_are_logged_once(
+    own_server: Any, tmp_path: Any
+) -> None:
+    path = str(tmp_path / "gunicorn.sock")
+    server = own_server(
+        {**QUIET, "SSE_SESSIONS_MAX_CONNECTIONS_PER_USER": 1}, extra_args=("-b", f"unix:{path}")
+    )
+    socks = [unix_stream(path, new_session_id()) for _ in range(3)]
+    try:
+        server.wait_for("connections", 3)
+        assert server.stats()["users"] == 0  # counted under no key
+        with ExitStack() as stack:  # TCP clients keep their per-address limit
+            open_streams(stack, server, new_session_id(), 1)
+            assert_refused(server.stream(new_session_id()), 1, "user")
+    finally:
+        for sock in socks:
+            sock.close()
+    log = server.log.read_text().rpartition("Starting gunicorn")[2]  # this server's own
+    assert log.count("a stream request came without a client address") == 1, log[-3000:]

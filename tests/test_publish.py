@@ -28,6 +28,7 @@ from flask_sse_sessions.testing import iter_events
 def app() -> Flask:
     app = Flask(__name__)
     app.config["SSE_SESSIONS_MAX_EVENT_BYTES"] = 1000
+    app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False  # about publishing, not access
     app.register_blueprint(SSESessions(), url_prefix="/api")
     return app
 

@@ -575,6 +575,7 @@ from flask_sse_sessions import Publisher, SSESessions
 app = Flask("a")
 url = "redis://127.0.0.1:9/0"
 app.config["SSE_SESSIONS_REDIS_URL"] = url
+app.config["SECRET_KEY"] = "a key, so that the check of the backend comes next"
 for attempt in (lambda: Publisher(url), lambda: app.register_blueprint(SSESessions())):
     try:
         attempt()
@@ -646,3 +647,21 @@ def test_gunicorn_gevent_workers_with_preload_on_redis(
         "connected",
         "idle",
     )
+
+
+def test_a_503_tells_clients_nothing_of_the_server_and_the_log_has_the_cause(
+    redis_server: RedisProcess, own_server: Any
+) -> None:
+    server = own_server({"SSE_SESSIONS_REDIS_URL": redis_server.url})
+    redis_server.kill()
+    for path in ("s", "s/latest"):
+        response = httpx.get(f"{server.url}/api/stream/{path}", timeout=30)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "3"
+        assert response.json() == {
+            "error": "unavailable",
+            "message": "Live events are unavailable right now; try again shortly.",
+        }
+    log = server.log(0).rpartition("Starting gunicorn")[2]
+    cause = f"Error 111 connecting to 127.0.0.1:{redis_server.port}"
+    assert f"Redis does not answer (ConnectionError: {cause}" in log, log[-3000:]

@@ -18,63 +18,29 @@ import pytest
 from httpx_sse import connect_sse
 
 from flask_sse_sessions._wire import ServerSentEvent
-from tests.conftest import Server
+from tests.harness import Server, wait_until
 from tests.rawhttp import RawStream
-
-HEARTBEAT = {"SSE_SESSIONS_HEARTBEAT_INTERVAL": 1}
-SMALL_HISTORY = {**HEARTBEAT, "SSE_SESSIONS_HISTORY_SIZE": 5}
-SHORT_TTL = {**HEARTBEAT, "SSE_SESSIONS_HISTORY_TTL": 1}
-RESET = b'data: {"type":"reset"}\n\n'
+from tests.sse import (
+    CLOCK,
+    CLOCK_TTL,
+    HEARTBEAT,
+    RESET,
+    SMALL_HISTORY,
+    TTL,
+    advance_clock,
+    after_connected,
+    frame,
+    kind,
+    next_events,
+    publish_seen,
+    until_heartbeat,
+)
 
 
 def key(event_id: str) -> tuple[int, int]:
     """Order ids the way the server makes them (a test may know; clients may not)."""
     milliseconds, sequence = event_id.split("-")
     return int(milliseconds), int(sequence)
-
-
-def kind(event: ServerSentEvent) -> str:
-    value = event.json()
-    assert isinstance(value, dict)
-    return str(value["type"])
-
-
-def without_heartbeats(events: list[ServerSentEvent]) -> list[ServerSentEvent]:
-    return [event for event in events if kind(event) != "heartbeat"]
-
-
-def next_events(stream: RawStream, count: int, timeout: float = 5.0) -> list[ServerSentEvent]:
-    """The next ``count`` events other than heartbeats."""
-    deadline = time.monotonic() + timeout
-    taken: list[ServerSentEvent] = []
-    while len(taken) < count:
-        taken += without_heartbeats(stream.events(1, timeout=deadline - time.monotonic()))
-    return taken
-
-
-def quiet(stream: RawStream, wait: float = 0.3) -> list[ServerSentEvent]:
-    """What arrives within ``wait`` seconds, heartbeats left out."""
-    return without_heartbeats(stream.pending_events(wait=wait))
-
-
-def publish_seen(server: Server, session_id: str, count: int) -> list[ServerSentEvent]:
-    """Publish ``count`` progress events (``n`` = 0, 1, ...) and return them as a
-    client that was connected saw them."""
-    with server.stream(session_id) as witness:
-        connected, *_snapshot = without_heartbeats(witness.pending_events(wait=0.2))
-        assert kind(connected) == "connected"
-        server.publish(session_id, {}, count=count)
-        events = next_events(witness, count)
-    assert [event.json()["n"] for event in events] == list(range(count))  # type: ignore[index]
-    return events
-
-
-def after_connected(stream: RawStream) -> bytes:
-    """The body of the first 0.2 seconds after the (retry + connected) block, all
-    sent at once; its events are consumed."""
-    stream.read_until(b"\n\n")
-    stream.pending_events(wait=0.2)
-    return stream.body.split(b"\n\n", 1)[1]
 
 
 # Ids
@@ -94,7 +60,7 @@ def test_connected_reset_and_heartbeats_carry_no_id(serve: Any, session_id: str)
     server = serve(HEARTBEAT)
     publish_seen(server, session_id, 1)
     with server.stream(session_id, {"Last-Event-ID": "1-0"}) as stream:
-        body = stream.read_until(b'"type":"heartbeat"', timeout=3)
+        body = stream.read_until(b'"type":"heartbeat"', timeout=30)
     blocks = body.split(b"\n\n")
     assert blocks[0].startswith(b"retry: 3000\ndata: {")
     assert blocks[1] == RESET.rstrip(b"\n")
@@ -123,7 +89,7 @@ def test_resume_replays_what_was_missed_then_live_events(
         )
         (live,) = publish_seen(server, session_id, 1)
         assert [(e.id, e.data) for e in next_events(stream, 1)] == [(live.id, live.data)]
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
 
 
 def test_resume_from_the_latest_id_replays_nothing(serve: Any, session_id: str) -> None:
@@ -132,7 +98,7 @@ def test_resume_from_the_latest_id_replays_nothing(serve: Any, session_id: str) 
     with server.stream(session_id, {"Last-Event-ID": events[-1].id}) as stream:
         (connected,) = next_events(stream, 1)
         assert kind(connected) == "connected"
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
 
 
 def test_httpx_sse_client_resumes_with_last_event_id(serve: Any, session_id: str) -> None:
@@ -168,7 +134,7 @@ def test_unknown_id_gives_reset_then_the_latest_event(serve: Any, session_id: st
         with server.stream(session_id, {"Last-Event-ID": unknown}) as stream:
             latest = f"id: {events[-1].id}\ndata: {events[-1].data}\n\n".encode()
             assert after_connected(stream) == RESET + latest
-            assert quiet(stream, 0.1) == []
+            assert until_heartbeat(stream) == []
 
 
 def test_unknown_id_of_a_session_without_events_gives_reset_alone(
@@ -177,7 +143,7 @@ def test_unknown_id_of_a_session_without_events_gives_reset_alone(
     server = serve(HEARTBEAT)
     with server.stream(session_id, {"Last-Event-ID": "1732000000000-0"}) as stream:
         assert after_connected(stream) == RESET
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
         (live,) = publish_seen(server, session_id, 1)
         assert [e.id for e in next_events(stream, 1)] == [live.id]
 
@@ -195,21 +161,24 @@ def test_id_evicted_from_history_gives_reset_then_latest(serve: Any, session_id:
         with server.stream(session_id, {"Last-Event-ID": events[start].id}) as stream:
             replayed = next_events(stream, 8 - start)[1:]
             assert [e.id for e in replayed] == [e.id for e in events[start + 1 :]]
-            assert quiet(stream) == []
+            assert until_heartbeat(stream) == []
 
 
 def test_id_of_an_expired_history_gives_reset(serve: Any, session_id: str) -> None:
-    server = serve(SHORT_TTL)
+    server = serve(CLOCK_TTL, CLOCK)
     (old,) = publish_seen(server, session_id, 1)
-    time.sleep(1.3)
+    advance_clock(server, TTL + 1)
     (new,) = publish_seen(server, session_id, 1)
     assert key(new.id) > key(old.id)
     with server.stream(session_id, {"Last-Event-ID": old.id}) as stream:
-        assert after_connected(stream) == RESET + f"id: {new.id}\ndata: {new.data}\n\n".encode()
-    time.sleep(1.3)
+        assert after_connected(stream) == RESET + frame(new)
+    advance_clock(server, TTL / 2)  # not yet
+    with server.stream(session_id, {"Last-Event-ID": old.id}) as stream:
+        assert after_connected(stream) == RESET + frame(new)
+    advance_clock(server, TTL / 2 + 1)
     with server.stream(session_id, {"Last-Event-ID": new.id}) as stream:
         assert after_connected(stream) == RESET
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
 
 
 MALFORMED = [
@@ -278,7 +247,7 @@ def test_replay_latest_sends_the_latest_event_after_connected(serve: Any, sessio
     with server.stream(session_id) as stream:
         latest = f"id: {events[-1].id}\ndata: {events[-1].data}\n\n".encode()
         assert after_connected(stream) == latest
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
         (live,) = publish_seen(server, session_id, 1)
         assert [e.id for e in next_events(stream, 1)] == [live.id]
 
@@ -287,7 +256,7 @@ def test_a_session_without_events_starts_with_connected_alone(serve: Any, sessio
     server = serve(HEARTBEAT)
     with server.stream(session_id) as stream:
         assert after_connected(stream) == b""
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
 
 
 def test_replay_all_sends_the_whole_history(serve: Any, session_id: str) -> None:
@@ -297,7 +266,7 @@ def test_replay_all_sends_the_whole_history(serve: Any, session_id: str) -> None
         assert after_connected(stream) == b"".join(
             f"id: {e.id}\ndata: {e.data}\n\n".encode() for e in events[-5:]
         )
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
         (live,) = publish_seen(server, session_id, 1)
         assert [e.id for e in next_events(stream, 1)] == [live.id]
 
@@ -307,7 +276,7 @@ def test_replay_none_sends_only_live_events(serve: Any, session_id: str) -> None
     publish_seen(server, session_id, 3)
     with server.stream(session_id) as stream:
         assert after_connected(stream) == b""
-        assert quiet(stream) == []
+        assert until_heartbeat(stream) == []
         (live,) = publish_seen(server, session_id, 1)
         assert [e.id for e in next_events(stream, 1)] == [live.id]
 
@@ -451,28 +420,61 @@ def test_clients_reconnecting_while_events_pour_in_see_each_event_once_in_order(
 def test_events_published_while_a_new_stream_reads_its_snapshot_all_arrive(
     serve: Any, session_id: str, mode: str
 ) -> None:
-    # Reading the snapshot takes half a second (as a slow network backend
-    # might); events published meanwhile reached the new connection, which
-    # was subscribed first: it must write them all, not only the newest.
-    server = serve({**HEARTBEAT, "SSE_SESSIONS_REPLAY_ON_CONNECT": mode}, {"slow_history": 0.5})
+    # Reading the snapshot waits until the test lets it (as a slow network
+    # backend might take its time): events published meanwhile reached the new
+    # connection, which was subscribed first; it must write them all, not only
+    # the newest.
+    server = serve({**HEARTBEAT, "SSE_SESSIONS_REPLAY_ON_CONNECT": mode}, {"hold_history": True})
     server.publish(session_id, {"k": 0})
     server.wait_for("connections", 0)
+    # The view's first read (is the session over?) passes; the snapshot's waits.
+    server.post("/debug/history/hold", {"after": 1})
     opened: list[RawStream] = []
     opener = threading.Thread(
         target=lambda: opened.append(
-            RawStream(server.port, f"/api/stream/{session_id}", timeout=10)
+            RawStream(server.port, f"/api/stream/{session_id}", timeout=30)
         )
     )
     opener.start()  # its response head comes only after the snapshot is read
     try:
         server.wait_for("connections", 1)
+        wait_until(lambda: server.post("/debug/history/status")["waiting"] == 1)
         assert server.publish(session_id, {"k": 1}) == [1]
         assert server.publish(session_id, {"k": 2}) == [1]
-        opener.join(10)
-        (stream,) = opened
-        with stream:
-            events = next_events(stream, 3, timeout=10)
+        assert not opened  # the race: both came while the snapshot was being read
     finally:
-        opener.join(10)
+        server.post("/debug/history/release")
+        opener.join(30)
+    (stream,) = opened
+    with stream:
+        events = next_events(stream, 3)
     assert kind(events[0]) == "connected"
     assert [e.json()["k"] for e in events[1:]] == [1, 2]  # type: ignore[index]
+
+
+# The maximum stream life
+
+
+def test_a_stream_ends_at_its_maximum_life_and_resumes_without_loss(
+    serve: Any, session_id: str
+) -> None:
+    server = serve({**HEARTBEAT, "SSE_SESSIONS_MAX_STREAM_SECONDS": 1.5})
+
+    def numbers(events: list[ServerSentEvent]) -> list[int]:
+        values = [event.json() for event in events if kind(event) == "progress"]
+        return [value["round"] * 10 + value["n"] for value in values]  # type: ignore[index]
+
+    seen: list[int] = []
+    last_id = ""
+    for round in range(3):
+        with server.stream(session_id, {"Last-Event-ID": last_id}) as stream:
+            assert stream.status == 200
+            server.publish(session_id, {"round": round}, count=4)  # while connected
+            stream.read_to_end(timeout=30)  # the server ends it
+            events = stream.pending_events()
+        seen += numbers(events)
+        last_id = [event for event in events if kind(event) == "progress"][-1].id
+        server.publish(session_id, {"round": round + 5}, count=2)  # while disconnected
+    with server.stream(session_id, {"Last-Event-ID": last_id}) as stream:
+        seen += numbers(next_events(stream, 3))  # connected, then the two missed
+    assert seen == [0, 1, 2, 3, 50, 51, 10, 11, 12, 13, 60, 61, 20, 21, 22, 23, 70, 71]

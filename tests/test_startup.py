@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.conftest import ROOT, free_port
+from tests.harness import ROOT, Server
 
 
 def lower_bounds() -> dict[str, str]:
@@ -76,45 +75,32 @@ def test_example_app_starts_from_a_fresh_virtualenv(tmp_path: Path, versions: st
         for name, version in lower_bounds().items():
             assert Version(installed[name]) == Version(version), (name, installed)
 
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [venv / "bin" / "gunicorn", "-c", "example_app/gunicorn.conf.py",
-             "-b", f"127.0.0.1:{port}"],
-            cwd=ROOT, env=clean_env(), stdout=out, stderr=out,
-        )  # fmt: skip
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                assert server.poll() is None, f"gunicorn exited:\n{log.read_text()[-3000:]}"
-                try:
-                    page = client.get("/")
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, f"no answer:\n{log.read_text()[-3000:]}"
-                    time.sleep(0.1)
-            assert page.status_code == 200
-            assert "sse-sessions.mjs" in page.text  # the import map names the client
-            assert client.get("/api/sse-sessions.mjs").status_code == 200
+    server = Server(
+        app=None,  # the config file names it
+        gunicorn=[str(venv / "bin" / "gunicorn")],
+        extra_args=("-c", "example_app/gunicorn.conf.py"),
+        base_env=clean_env(),
+        ready_path="/",
+    )
+    with server, httpx.Client(base_url=server.url, timeout=10) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "sse-sessions.mjs" in page.text  # the import map names the client
+        assert client.get("/api/sse-sessions.mjs").status_code == 200
 
-            job = client.post("/jobs", json={"kind": "report"})
-            assert job.status_code == 201, job.text
-            with client.stream("GET", job.json()["url"]) as stream:
-                assert stream.status_code == 200
-                assert stream.headers["content-type"].startswith("text/event-stream")
-                received = ""
-                for text in stream.iter_text():
-                    received += text
-                    if "\n\n" in received:
-                        break
-        first = re.search(r"^data: (.*)$", received, re.M)
-        assert first is not None, received
-        assert json.loads(first[1])["type"] == "connected"
-    finally:
-        server.terminate()
-        server.wait(15)
+        job = client.post("/jobs", json={"kind": "report"})
+        assert job.status_code == 201, job.text
+        with client.stream("GET", job.json()["url"]) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            received = ""
+            for text in stream.iter_text():
+                received += text
+                if "\n\n" in received:
+                    break
+    first = re.search(r"^data: (.*)$", received, re.M)
+    assert first is not None, received
+    assert json.loads(first[1])["type"] == "connected"
 
 
 def test_ci_runs_the_readme_test_command() -> None:

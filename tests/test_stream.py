@@ -125,3 +125,13 @@ def test_a_client_that_hangs_up_is_cleaned_up_at_once(serve: object, session_id:
     stats = server.wait_for("connections", 0, timeout=3)
     assert stats["sessions"] == 0
     assert server.publish(session_id, {"after": True}) == [0]
+
+
+def test_streams_last_at_most_an_hour_by_default_and_not_all_alike() -> None:
+    from flask_sse_sessions._config import DEFAULTS
+    from flask_sse_sessions._stream import _seconds_left
+
+    assert DEFAULTS["SSE_SESSIONS_MAX_STREAM_SECONDS"] == 3600
+    lives = {round(_seconds_left(3600, float("inf"))) for _ in range(50)}
+    assert all(3240 <= life <= 3600 for life in lives), lives
+    assert len(lives) > 10  # jitter: streams opened together do not end together
