@@ -27,6 +27,7 @@ job's last stored event::
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -458,7 +459,7 @@ class RedisJobs:
 
         def store(r: Any) -> None:
             with r.pipeline() as pipe:
-                pipe.set(f"batchline:job:{job.id}", text, exat=max(int(expires), 1))
+                pipe.set(f"batchline:job:{job.id}", text, pxat=math.ceil(expires * 1000))
                 pipe.srem("batchline:running", job.id)
                 pipe.execute()
 
