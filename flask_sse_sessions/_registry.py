@@ -254,7 +254,7 @@ def limit_key(user: str | None, address: str | None) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return f"addr:{ip.ipv4_mapped}"
-        return f"addr:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+        return f"addr:{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
     return f"addr:{ip}"
 
 

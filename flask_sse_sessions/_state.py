@@ -28,6 +28,9 @@ after it, so that one that raises fails neither a broadcast nor the listener."""
 
 logger = logging.getLogger("flask_sse_sessions")
 
+# What werkzeug's ProxyFix leaves in the environ of each request it rewrote.
+_PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
+
 STATES: weakref.WeakSet[State] = weakref.WeakSet()
 """Every app's state in this process, for the metrics and the drain."""
 
@@ -57,6 +60,7 @@ class State:
             self.backend, config.session_id_pattern, config.max_event_bytes
         )
         self._warned_no_address = False
+        self._warned_proxy = False
 
     def check_session_id(self, session_id: object) -> str:
         """:raises ValueError: not a string matching ``SSE_SESSIONS_SESSION_ID_PATTERN``."""
@@ -114,6 +118,20 @@ class State:
                 " proxy in front without werkzeug's ProxyFix): such streams count"
                 " under no per-user limit. Wrap the app in ProxyFix, or name users"
                 " with @sse.identify. (Logged once per process.)"
+            )
+        elif (
+            per_user is not None
+            and not self._warned_proxy
+            and "X-Forwarded-For" in request.headers
+            and _PROXY_FIX_KEY not in request.environ
+        ):
+            self._warned_proxy = True
+            logger.warning(
+                "a stream request came through a proxy (it has X-Forwarded-For) but"
+                " the app sees the proxy's address %s: every client behind it shares"
+                " one per-user limit. Wrap the app in werkzeug's ProxyFix. (Logged"
+                " once per process.)",
+                address,
             )
         return address, limit_key(None, address), per_user
 

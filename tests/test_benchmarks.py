@@ -35,7 +35,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_workload_is_reported(results: dict[str, Any]) -> None:
-    assert set(results["workloads"]) == {"W1", "W2", "W3", "W4", "W6", "W7"}
+    assert set(results["workloads"]) == {"W1", "W2", "W3", "W4", "W5", "W6", "W7"}
     assert results["machine"]["cores"] >= 1
     assert results["duration_seconds"] > 0
     verdicts = {row["figure"]: row["verdict"] for row in results["targets"]}
@@ -118,3 +118,20 @@ def test_w7_churn_leaves_nothing_behind(results: dict[str, Any]) -> None:
     ours = results["workloads"]["W7"]["ours"]
     assert ours["stats_after"]["watched_sockets"] == 0
     assert ours["stats_after"]["receivers"] == ours["stats_before"]["receivers"]
+
+
+def test_w5_redis_every_client_gets_every_event(results: dict[str, Any]) -> None:
+    entry = results["workloads"]["W5"]
+    for mode in ("inproc", "redis_worker", "redis_publisher"):
+        for run in entry["latency"][mode]["runs"]:
+            assert run["connections"] > 0
+            assert run["deliveries"] == run["expected"] > 0
+            assert run["p50_ms"] > 0
+    for run in entry["ingest"]["runs"]:
+        assert run["deliveries"] == run["events"]
+        assert (run["redis_reconnects"], run["redis_errors"]) == (0, 0)
+    connections = entry["connections"]
+    assert connections["deliveries"] == connections["clients"] > 0
+    # One listener and at most two pooled connections per worker, whatever the clients.
+    assert connections["listeners"] == connections["workers"]
+    assert connections["redis_clients_of_workers"] <= 3 * connections["workers"]

@@ -22,27 +22,14 @@ from playwright.sync_api import (
     Browser,
     Locator,
     Page,
-    Playwright,
     Request,
     Response,
     expect,
-    sync_playwright,
 )
 
 from example_app.app import ANSWER, KINDS
 from tests.harness import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 15_000
 expect.set_options(timeout=TIMEOUT_MS)
 # The example app with jobs that take a step when the test allows it.
@@ -72,20 +59,6 @@ WATCH = """([url, options]) => {
   window.streams.push({ stream, log });
   return window.streams.length - 1;
 }"""
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"the browser tests need Debian's Chromium at {CHROMIUM}"
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture

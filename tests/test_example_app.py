@@ -206,3 +206,36 @@ def test_the_secret_key_comes_from_the_environment(example: Callable[..., Exampl
     assert warning in random_key.log.read_text()
     other = random_key.browser(browser.cookies)
     assert other.get(latest).status_code == 403
+
+
+def test_on_redis_the_workers_share_the_job_list_caps_and_expiry(
+    example: Callable[..., Example], redis_server: Any
+) -> None:
+    """With REDIS_URL the example runs four workers (its gunicorn.conf.py): a
+    browser's jobs are listed and streamed by whichever answers, and the cap
+    in all counts every worker's jobs."""
+    server = example(
+        f"{FAST}, EXAMPLE_MAX_JOBS=3, EXAMPLE_JOB_SECONDS=2", REDIS_URL=redis_server.url
+    )
+    wait_until(lambda: server.log.read_text().count("Booting worker") == 4, "four workers")
+    first, second = server.browser(), server.browser()
+    jobs = [start_job(first), start_job(first, "import")]
+    ids = [job["id"] for job in jobs]
+    for _ in range(12):  # a new connection each time: any worker answers
+        with httpx.Client(base_url=server.url, cookies=first.cookies, timeout=30) as fresh:
+            assert [job["id"] for job in fresh.get("/jobs").json()["jobs"]] == ids
+            assert fresh.get(f"/jobs/{ids[1]}").json()["kind"] == "import"
+    for job in jobs:
+        types = stream_types(first, job["url"])
+        assert types[-1] == "complete" and types.count("complete") == 1
+    assert second.get("/jobs").json() == {"jobs": []}
+    assert second.get(jobs[0]["url"]).status_code == 403
+
+    start_job(second)  # the third job, in all
+    response = second.post("/answers", json={"question": "one more?"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "busy"
+    # Finished jobs are forgotten EXAMPLE_JOB_SECONDS after they started, and
+    # make room for new ones.
+    wait_until(lambda: first.get("/jobs").json() == {"jobs": []}, "the jobs to expire")
+    assert start_job(second, "report")["kind"] == "report"

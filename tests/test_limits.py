@@ -96,6 +96,8 @@ def test_per_user_limit_defaults_to_the_remote_address(serve: Any) -> None:
             server.stream(new_session_id(), {"X-Forwarded-For": "203.0.113.2"}), 1, "user"
         )
         assert_refused(server.stream(new_session_id()), 1, "user")
+    log = server.log(0)
+    assert log.count("a stream request came through a proxy (it has X-Forwarded-For)") == 1
 
 
 def test_per_user_limit_honours_the_apps_proxy_fix(serve: Any) -> None:
@@ -106,6 +108,7 @@ def test_per_user_limit_honours_the_apps_proxy_fix(serve: Any) -> None:
         assert_refused(server.stream(new_session_id(), first), 1, "user")
         open_streams(stack, server, new_session_id(), 1, {"X-Forwarded-For": "203.0.113.2"})
         assert server.stats()["users"] == 2
+    assert "through a proxy" not in server.log(0)
 
 
 def test_slots_are_counted_exactly_over_many_opens_and_closes(serve: Any) -> None:

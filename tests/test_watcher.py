@@ -7,6 +7,9 @@ request, and they belong to the server: the watcher only peeks at them.
 
 from __future__ import annotations
 
+import socket
+import ssl
+import subprocess
 from typing import Any
 
 import pytest
@@ -91,3 +94,47 @@ def test_a_stream_that_ended_is_no_longer_watched(own_server: Any) -> None:
         # The connection stays open (keep-alive), its stream is over: the
         # watcher holds no socket.
         server.wait_for("watched_sockets", 0)
+
+
+class TlsServer(Server):
+    """The test app served over TLS."""
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def certificate(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, trusted by httpx in this test."""
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    return cert, key
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_hang_ups_of_tls_clients_are_noticed(certificate: tuple[str, str], worker: str) -> None:
+    cert, key = certificate
+    server = TlsServer(QUIET, extra_args=(*WORKERS[worker], "--certfile", cert, "--keyfile", key))
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=cert)
+        for _ in range(3):  # the watcher lives on after each
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as plain:
+                sock = context.wrap_socket(plain, server_hostname="127.0.0.1")
+                sock.sendall(
+                    f"GET /api/stream/{new_session_id()} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                )
+                assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")
+                server.wait_for("connections", 1, timeout=30)
+                sock.close()
+            # Heartbeats come each minute: this is the watcher.
+            server.wait_for("connections", 0, timeout=30)
+    finally:
+        server.stop()
