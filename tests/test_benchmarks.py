@@ -47,7 +47,7 @@ def test_every_workload_is_reported(results: dict[str, Any]) -> None:
         (figure,) = [f for f in verdicts if f.startswith(prefix)]
         assert verdicts[figure] in quick, (figure, verdicts[figure])
     assert verdicts["idle connections per worker"] == NOT_MEASURED  # fewer than 10,000
-    for figure in ("vs flask-sse", "vs sse-starlette/uvicorn", "W5 Redis connections"):
+    for figure in ("vs flask-sse", "vs sse-starlette/uvicorn"):
         assert verdicts[figure] == NOT_MEASURED
     # The structural half of W7's target holds in any run: nothing left behind.
     (w7,) = [row for row in results["targets"] if row["figure"].startswith("W7 after")]
