@@ -288,5 +288,5 @@ def test_requests_without_an_address_share_no_slot_and_are_logged_once(
     finally:
         for sock in socks:
             sock.close()
-    log = server.log.read_text().rpartition("Starting gunicorn")[2]  # this server's own
+    log = server.log(0).rpartition("Starting gunicorn")[2]  # this server's own
     assert log.count("a stream request came without a client address") == 1, log[-3000:]
