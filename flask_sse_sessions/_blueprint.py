@@ -10,7 +10,9 @@ from flask.sansio.app import App
 
 from . import _cli, _views
 from ._config import Config, ConfigError
+from ._server import DRAIN, check_setup
 from ._state import EXTENSION_KEY, State
+from .metrics import exporter
 
 AuthorizeHook = Callable[[str], bool]
 IdentifyHook = Callable[[], str | None]
@@ -91,3 +93,6 @@ class SSESessions(Blueprint):
         state = State(app, config, self, name)
         super().register(app, options)
         app.extensions[EXTENSION_KEY] = state
+        check_setup(state)
+        DRAIN.attach()
+        exporter()

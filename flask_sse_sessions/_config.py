@@ -28,6 +28,9 @@ DEFAULTS: Mapping[str, Any] = {
     "SSE_SESSIONS_SESSION_ID_PATTERN": r"[A-Za-z0-9_-]{1,128}",
     "SSE_SESSIONS_REQUIRE_TOKEN": None,
     "SSE_SESSIONS_TOKEN_MAX_AGE": 3600,
+    "SSE_SESSIONS_MAX_STORED_SESSIONS": 100000,
+    "SSE_SESSIONS_SEND_BUFFER_BYTES": 65536,
+    "SSE_SESSIONS_CLIENT_TIMEOUT": 30,
 }
 
 DEFAULT_MAX_CONNECTIONS_PER_USER = 32
@@ -62,6 +65,9 @@ class Config:
     session_id_pattern: re.Pattern[str]
     require_token: bool | None
     token_max_age: int
+    max_stored_sessions: int
+    send_buffer_bytes: int | None
+    client_timeout: float | None
 
     @classmethod
     def from_app_config(cls, config: MutableMapping[str, Any]) -> Config:
@@ -109,6 +115,9 @@ class Config:
             session_id_pattern=compiled,
             require_token=r.optional_boolean("REQUIRE_TOKEN"),
             token_max_age=r.integer("TOKEN_MAX_AGE", minimum=1),
+            max_stored_sessions=r.integer("MAX_STORED_SESSIONS", minimum=1),
+            send_buffer_bytes=r.optional_integer("SEND_BUFFER_BYTES", minimum=4096),
+            client_timeout=r.optional_number("CLIENT_TIMEOUT"),
         )
 
 
@@ -144,8 +153,8 @@ class _Reader:
             raise ConfigError(f"{key} must be an integer of at least {minimum}, not {value!r}")
         return value
 
-    def optional_integer(self, name: str) -> int | None:
-        return None if self._get(name)[1] is None else self.integer(name, minimum=1)
+    def optional_integer(self, name: str, minimum: int = 1) -> int | None:
+        return None if self._get(name)[1] is None else self.integer(name, minimum)
 
     def choice(self, name: str, choices: tuple[str, ...]) -> str:
         key, value = self._get(name)

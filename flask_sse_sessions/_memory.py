@@ -29,7 +29,10 @@ class MemoryBackend(Backend):
     A session's history expires ``ttl`` seconds after its last event. Expired
     sessions are dropped from the front of the dict at each publish (and when
     stats are read), so the work is proportional to what expires and memory
-    stays bounded by the rate of sessions, without a sweeper thread.
+    stays bounded by the rate of sessions, without a sweeper thread. At most
+    ``max_sessions`` histories are kept: a new session beyond that evicts the
+    one whose last event is oldest, as if its TTL had passed (a client
+    resuming it gets ``reset``).
 
     Ids come from one sequence for the whole backend, so a session that
     expired and starts over never repeats an id a client may still hold, even
@@ -48,9 +51,12 @@ class MemoryBackend(Backend):
         size: int,
         ttl: float,
         *,
+        max_sessions: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._deliver = deliver
+        self._max_sessions = max_sessions
+        self.evicted = 0
         self._size = size
         self._ttl = ttl
         self._clock = clock
@@ -67,6 +73,10 @@ class MemoryBackend(Backend):
             history = self._sessions.pop(session_id, None)
             if history is None:
                 history = _History(self._size)
+                if len(self._sessions) >= self._max_sessions:
+                    # The front is the session whose last event is oldest.
+                    self._sessions.popitem(last=False)
+                    self.evicted += 1
             events = history.events
             prev = events[-1].key if events else None
             event = Event(next_event_id(self._last), type, json_text, prev)
@@ -104,7 +114,7 @@ class MemoryBackend(Backend):
     def stats(self) -> dict[str, Any]:
         with self._lock:
             self._expire(self._clock())
-            return {"stored_sessions": len(self._sessions)}
+            return {"stored_sessions": len(self._sessions), "evicted_sessions": self.evicted}
 
     def close(self) -> None:
         """Nothing to release: the history goes with the object."""

@@ -34,6 +34,7 @@ class Broadcaster:
         self._store = store
         self._pattern = session_id_pattern
         self._max_event_bytes = max_event_bytes
+        self.published = 0
 
     def check_session_id(self, session_id: object) -> str:
         """:raises ValueError: not a string matching ``SSE_SESSIONS_SESSION_ID_PATTERN``."""
@@ -59,7 +60,9 @@ class Broadcaster:
         type, text = encode_payload(
             type, data, fields, self._max_event_bytes, type_from_data=type_from_data
         )
-        return self._store.publish(session_id, type, text)
+        reached = self._store.publish(session_id, type, text)
+        self.published += 1
+        return reached
 
     def broadcast(
         self, session_id: str, type: str, data: Mapping[str, Any] | None = None, /, **fields: Any

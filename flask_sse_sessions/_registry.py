@@ -43,6 +43,7 @@ class Connection:
 
     __slots__ = (
         "closed",
+        "draining",
         "lagging",
         "limit_key",
         "pending",
@@ -65,6 +66,7 @@ class Connection:
         self.lagging = 0
         self.writing = False
         self.closed = False
+        self.draining = False
 
     def hang_up(self) -> None:
         """End the stream at its next turn (the client went away)."""
@@ -194,6 +196,20 @@ class Registry:
                     conn.disconnect()
             return len(conns)
 
+    def drain(self) -> None:
+        """Tell every open stream to end at its next turn, asking its client to
+        come back later (the server is shutting down). Called again, it cuts
+        the streams still stuck in a write since the last call: their clients
+        are not reading, and the worker must not wait for them."""
+        with self.lock:
+            for conns in self._sessions.values():
+                for conn in conns:
+                    if not conn.draining:
+                        conn.draining = True
+                        conn.wakeup.set()
+                    elif conn.writing and not conn.closed:
+                        conn.disconnect()
+
     def catch_up(self, session_id: str) -> None:
         """Make every connection of the session read history from its cursor
         before it takes live events again: some may have been lost on the way."""
@@ -238,7 +254,7 @@ def limit_key(user: str | None, address: str | None) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return f"addr:{ip.ipv4_mapped}"
-        return f"addr:{ipaddress.IPv6Network((ip, 64), strict=False)}"
+        return f"addr:{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
     return f"addr:{ip}"
 
 

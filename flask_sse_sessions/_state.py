@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -11,6 +12,7 @@ from flask import Flask, current_app, has_app_context, has_request_context, requ
 
 from ._backend import Backend, CatchUp, Deliver
 from ._config import DEFAULT_MAX_CONNECTIONS_PER_USER, Config, ConfigError
+from ._counters import Counters
 from ._events import Event
 from ._memory import MemoryBackend
 from ._publisher import Broadcaster
@@ -25,6 +27,12 @@ for that app. Observers get :data:`~flask_sse_sessions.signals.event_broadcast`
 after it, so that one that raises fails neither a broadcast nor the listener."""
 
 logger = logging.getLogger("flask_sse_sessions")
+
+# What werkzeug's ProxyFix leaves in the environ of each request it rewrote.
+_PROXY_FIX_KEY = "werkzeug.proxy_fix.orig"
+
+STATES: weakref.WeakSet[State] = weakref.WeakSet()
+"""Every app's state in this process, for the metrics and the drain."""
 
 
 class Hooks(Protocol):
@@ -43,6 +51,8 @@ class State:
         self.hooks = hooks
         self.endpoint_prefix = endpoint_prefix
         self.registry = Registry(config)
+        self.counters = Counters()
+        STATES.add(self)
         # A bound method is held weakly: the receiver goes away with the app.
         BUS.connect(self.registry.deliver, sender=app)
         self.backend = make_backend(config, self._deliver, self.registry.catch_up)
@@ -50,6 +60,7 @@ class State:
             self.backend, config.session_id_pattern, config.max_event_bytes
         )
         self._warned_no_address = False
+        self._warned_proxy = False
 
     def check_session_id(self, session_id: object) -> str:
         """:raises ValueError: not a string matching ``SSE_SESSIONS_SESSION_ID_PATTERN``."""
@@ -108,6 +119,20 @@ class State:
                 " under no per-user limit. Wrap the app in ProxyFix, or name users"
                 " with @sse.identify. (Logged once per process.)"
             )
+        elif (
+            per_user is not None
+            and not self._warned_proxy
+            and "X-Forwarded-For" in request.headers
+            and _PROXY_FIX_KEY not in request.environ
+        ):
+            self._warned_proxy = True
+            logger.warning(
+                "a stream request came through a proxy (it has X-Forwarded-For) but"
+                " the app sees the proxy's address %s: every client behind it shares"
+                " one per-user limit. Wrap the app in werkzeug's ProxyFix. (Logged"
+                " once per process.)",
+                address,
+            )
         return address, limit_key(None, address), per_user
 
     def bound_user_key(self) -> str | None:
@@ -118,13 +143,26 @@ class State:
         return hook()
 
     def stats(self) -> dict[str, Any]:
-        return {**self.registry.stats(), **self.backend.stats()}
+        backend = self.backend.stats()
+        return {
+            **self.registry.stats(),
+            **backend,
+            **self.counters.as_stats(),
+            "events_published": self.broadcaster.published,
+            "backend_errors": backend.get("redis_errors", 0),
+            "backend_reconnects": backend.get("redis_reconnects", 0),
+        }
 
 
 def make_backend(config: Config, deliver: Deliver, catch_up: CatchUp) -> Backend:
     """The backend ``config`` asks for: Redis with a URL, else the in-process one."""
     if config.redis_url is None:
-        return MemoryBackend(deliver, config.history_size, config.history_ttl)
+        return MemoryBackend(
+            deliver,
+            config.history_size,
+            config.history_ttl,
+            max_sessions=config.max_stored_sessions,
+        )
     from ._redis import RedisBackend
 
     try:

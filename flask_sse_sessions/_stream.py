@@ -15,6 +15,7 @@ delivered, so what the client is owed is still there (or it gets ``reset``).
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -28,10 +29,15 @@ from ._watcher import WATCHER
 from .signals import connection_closed
 
 _STREAM_JITTER = 0.1
+# A draining worker asks each client to come back after its retry time plus
+# up to this much more (at least a second), so they do not all come at once.
+_DRAIN_SPREAD = 1.0
 # Seconds between catch-up attempts while the backend does not answer: doubled
 # at each failure up to the maximum, with jitter, so streams do not retry together.
 _RETRY_FIRST = 0.5
 _RETRY_MAX = 8.0
+
+logger = logging.getLogger("flask_sse_sessions")
 
 
 class Stream:
@@ -57,6 +63,11 @@ class Stream:
         self._reset = reset
         self._cursor = cursor
         self._deadline = deadline
+        self._opened = time.monotonic()
+        # Live events in the chunk being written: how many, and when the
+        # oldest was published (epoch milliseconds), for the counters.
+        self._live = 0
+        self._live_ms = 0
         self._ended = False
         self._last_output = 0.0
         self._retry_at = math.inf
@@ -74,6 +85,13 @@ class Stream:
         conn, state = self._conn, self._state
         WATCHER.unwatch(conn)
         if state.close_connection(conn):
+            state.counters.closed += 1
+            logger.debug(
+                "stream closed: session %r, user %r, %.1f s",
+                conn.session_id,
+                conn.user_key,
+                time.monotonic() - self._opened,
+            )
             connection_closed.send(state.app, session_id=conn.session_id, user_key=conn.user_key)
 
     def _run(self) -> Generator[bytes, None, None]:
@@ -84,8 +102,12 @@ class Stream:
         self._add(frames, self._replay)
         self._replay = []
         chunk: bytes | None = b"".join(frames)
+        counters = self._state.counters
         while chunk is not None:
             self._last_output = time.monotonic()
+            if self._live:
+                counters.wrote(self._live, self._live_ms)
+                self._live = 0
             # While the server writes, a full pending list means the client is
             # not reading: Registry.deliver then disconnects instead of waiting.
             conn.writing = True
@@ -107,6 +129,8 @@ class Stream:
                 return None
             wake_at = min(self._last_output + config.heartbeat_interval, self._deadline)
             conn.wakeup.wait(min(wake_at, self._retry_at) - now)
+            if conn.draining:
+                return self._drained()
             events, lagging = registry.take(conn)
             frames: list[bytes] = []
             gap = self._add(frames, events, live=True)
@@ -119,6 +143,15 @@ class Stream:
             if time.monotonic() - self._last_output >= config.heartbeat_interval:
                 return heartbeat_frame(config.heartbeat_format)
         return None
+
+    def _drained(self) -> bytes:
+        """The last chunk of a stream whose worker stops: a ``retry:`` that
+        spreads the clients' reconnections over a while. The stream ends
+        after it; the client resumes elsewhere with its Last-Event-ID."""
+        self._ended = True
+        retry_ms = self._state.config.retry_ms
+        delay = retry_ms + random.randint(0, max(retry_ms, int(_DRAIN_SPREAD * 1000)))
+        return b"retry: %d\n\n" % delay
 
     def _catch_up(self, frames: list[bytes]) -> None:
         """Append what history holds after the cursor, or ``reset`` and the latest
@@ -153,9 +186,13 @@ class Stream:
                 break
             if cursor is None or event.key > cursor:
                 prev = event.prev
-                if live and prev is not None and (cursor is None or prev > cursor):
-                    self._cursor = cursor
-                    return True
+                if live:
+                    if prev is not None and (cursor is None or prev > cursor):
+                        self._cursor = cursor
+                        return True
+                    if not self._live:
+                        self._live_ms = event.key[0]
+                    self._live += 1
                 frames.append(event.frame)
                 cursor = event.key
                 self._ended = event.terminal

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import random
+import sys
 
 from flask import Response, request
 
@@ -13,9 +16,12 @@ from ._backend import BackendUnavailable
 from ._client import client_response
 from ._events import parse_event_id
 from ._registry import LimitExceeded
+from ._server import DRAIN, check_gevent_patched
+from ._sockets import tune_stream_socket
 from ._state import State, get_state
 from ._stream import open_stream
 from ._watcher import WATCHER
+from .metrics import exporter
 from .signals import connection_opened
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -37,6 +43,30 @@ def error_response(
     )
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+_REASONS = {401: "unauthorized", 403: "forbidden"}
+
+
+def _refuse(
+    state: State, session_id: str, response: Response, reason: str | None = None
+) -> Response:
+    """Count and log (at INFO, never the token) a refused stream or latest
+    request: 401, 403, 429 (``reason``: the limit) or 503 while draining."""
+    reason = reason or _REASONS.get(response.status_code)
+    if reason is None:
+        return response  # a bad request, not a refusal
+    state.counters.refused[reason] += 1
+    # The path, never the query string: that is where the token is.
+    logger.info(
+        "refused %s (session %r) from %s: %d %s",
+        request.path,
+        session_id,
+        request.remote_addr,
+        response.status_code,
+        reason,
+    )
     return response
 
 
@@ -74,9 +104,23 @@ def stream(session_id: str) -> Response:
     """``GET /stream/<session_id>``: the event stream of one session."""
     state = get_state("stream")
     backend = state.backend
+    _first_stream_checks()
+    if DRAIN.draining:
+        retry_after = state.registry.retry_after
+        return _refuse(
+            state,
+            session_id,
+            error_response(
+                503,
+                "draining",
+                "This server is shutting down; connect again shortly.",
+                retry_after=retry_after + random.randint(0, retry_after),
+            ),
+            "draining",
+        )
     admitted = _admit(state, session_id)
     if isinstance(admitted, Response):
-        return admitted
+        return _refuse(state, session_id, admitted)
     last_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId") or None
     after = None
     if last_id is not None:
@@ -89,21 +133,27 @@ def stream(session_id: str) -> Response:
         latest = backend.latest(session_id)
         if after is not None and latest is not None and latest.terminal and after >= latest.key:
             return Response(status=204)  # the session is over: EventSource stops
+        sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
         try:
             user_key, limit_key, user_limit = state.client()
             conn = state.registry.open(
                 session_id,
                 user_key,
-                request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket"),
+                sock,
                 limit_key=limit_key,
                 user_limit=user_limit,
             )
         except LimitExceeded as exc:
-            return error_response(
-                429,
-                "too_many_connections",
-                str(exc).capitalize() + ".",
-                retry_after=state.registry.retry_after,
+            return _refuse(
+                state,
+                session_id,
+                error_response(
+                    429,
+                    "too_many_connections",
+                    str(exc).capitalize() + ".",
+                    retry_after=state.registry.retry_after,
+                ),
+                exc.scope,
             )
         try:
             # Live events reach the connection from here on; only then is
@@ -122,7 +172,11 @@ def stream(session_id: str) -> Response:
     # Until the server holds the body, an error anywhere (a signal receiver, an
     # after_request hook) means nobody else will close it: close_unsent_stream.
     request.environ[_UNSENT_STREAM] = body
+    config = state.config
+    tune_stream_socket(sock, config.send_buffer_bytes, config.client_timeout)
     WATCHER.watch(conn)
+    state.counters.opened += 1
+    logger.debug("stream opened: session %r, user %r", session_id, conn.user_key)
     connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
     return Response(
         body,
@@ -130,6 +184,25 @@ def stream(session_id: str) -> Response:
         content_type=STREAM_CONTENT_TYPE,
         direct_passthrough=True,
     )
+
+
+_checked_pid = 0
+
+
+def _first_stream_checks() -> None:
+    """Once per process, at its first stream: watch for the worker stopping
+    (a ``--preload`` app was registered before the worker existed), and warn
+    if gevent serves this stream without having patched ``socket``."""
+    global _checked_pid
+    pid = os.getpid()
+    if _checked_pid == pid:
+        return
+    _checked_pid = pid
+    DRAIN.attach()
+    exporter()
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is not None and greenlet.getcurrent().parent is not None:
+        check_gevent_patched()
 
 
 def close_unsent_stream(exc: BaseException | None) -> None:
@@ -161,7 +234,7 @@ def latest(session_id: str) -> Response:
     state = get_state("latest")
     admitted = _admit(state, session_id)
     if isinstance(admitted, Response):
-        return admitted
+        return _refuse(state, session_id, admitted)
     try:
         event = state.backend.latest(session_id)
     except BackendUnavailable as exc:

@@ -15,6 +15,7 @@ at once instead of at the next heartbeat.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import selectors
@@ -88,13 +89,23 @@ class HangupWatcher:
 
 
 def _readable(sock: Any) -> bool:
-    """Whether ``sock`` is at EOF, failed or holds bytes, without consuming any."""
+    """Whether ``sock`` is at EOF, failed or holds bytes, without consuming any.
+
+    It peeks at the operating system's socket under any wrapper: TLS sockets
+    refuse ``recv`` flags, and gevent's would wait instead of answering.
+    """
     try:
-        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        raw = _socket.socket(fileno=sock.fileno())
+    except (OSError, ValueError):
+        return True  # closed already
+    try:
+        raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except BlockingIOError:
         return False  # woken for nothing
     except OSError:
         pass
+    finally:
+        raw.detach()  # the descriptor stays the server's
     return True
 
 

@@ -146,6 +146,13 @@ def create_app() -> Flask:
     def echo() -> Any:
         return request.get_data()
 
+    @app.get("/metrics")
+    def metrics() -> Any:
+        # A real app protects this route like any other.
+        from flask_sse_sessions.metrics import metrics_response
+
+        return metrics_response()
+
     @app.get("/health")
     def health() -> str:
         return "ok"

@@ -190,11 +190,11 @@ def test_expired_sessions_leave_the_store_and_the_stats() -> None:
     publish(backend, "a", 1)
     clock.now += 5
     publish(backend, "b", 1)
-    assert backend.stats() == {"stored_sessions": 2}
+    assert backend.stats()["stored_sessions"] == 2
     clock.now += 5
-    assert backend.stats() == {"stored_sessions": 1}
+    assert backend.stats()["stored_sessions"] == 1
     clock.now += 5
-    assert backend.stats() == {"stored_sessions": 0}
+    assert backend.stats()["stored_sessions"] == 0
 
 
 def test_a_hundred_thousand_sessions_stay_bounded() -> None:
@@ -214,7 +214,7 @@ def test_a_hundred_thousand_sessions_stay_bounded() -> None:
     backend.publish("late", "progress", "{}")
     assert 40_000 < len(sessions) < 60_000
     clock.now += 30
-    assert backend.stats() == {"stored_sessions": 0}
+    assert backend.stats()["stored_sessions"] == 0
     assert not sessions
 
 
@@ -236,3 +236,41 @@ def test_threads_publishing_at_once_deliver_each_session_in_id_order() -> None:
         assert len(keys) == 4 * len(range(offset, 500, 3))
         assert keys == sorted(set(keys))
         assert [e.key for e in backend.history(session_id, None) or []] == keys
+
+
+def test_the_oldest_activity_is_evicted_beyond_max_sessions() -> None:
+    bus, clock = Bus(), Clock()
+    backend = MemoryBackend(bus, 10, 60, max_sessions=3, clock=clock)
+    (a,) = publish(backend, "a")
+    publish(backend, "b")
+    publish(backend, "c")
+    publish(backend, "a")  # a is now the most recently active
+    publish(backend, "d")  # evicts b, the oldest activity
+    assert backend.latest("b") is None
+    assert [backend.latest(s) is not None for s in "acd"] == [True, True, True]
+    assert backend.stats() == {"stored_sessions": 3, "evicted_sessions": 1}
+    publish(backend, "e")  # evicts c
+    assert backend.latest("c") is None
+    # A client of an evicted session is told it missed something.
+    assert backend.history("b", a.key) is None
+
+
+def test_200000_new_sessions_stay_within_the_default_cap(apps: Any) -> None:
+    from flask_sse_sessions import broadcast_progress, stats
+
+    app = apps()
+    with app.app_context():
+        broadcast_progress("kept", n=0)
+        for index in range(200_000):
+            broadcast_progress(f"s{index}", n=index)
+            if index in (50_000, 140_000):
+                # Active again before 100,000 newer sessions push it out.
+                broadcast_progress("kept", n=index)
+        numbers = stats()
+        backend = app.extensions["sse_sessions"].backend
+        assert numbers["stored_sessions"] == 100_000
+        assert numbers["evicted_sessions"] == 100_001
+        assert backend.latest("s0") is None
+        assert backend.latest("s199999") is not None
+        kept = backend.latest("kept")
+        assert kept is not None and '"n":140000' in kept.json

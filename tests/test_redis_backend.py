@@ -613,6 +613,7 @@ from flask_sse_sessions import Publisher, SSESessions
 app = Flask("a")
 url = "redis://127.0.0.1:9/0"
 app.config["SSE_SESSIONS_REDIS_URL"] = url
+app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
 app.config["SECRET_KEY"] = "a key, so that the check of the backend comes next"
 for attempt in (lambda: Publisher(url), lambda: app.register_blueprint(SSESessions())):
     try:
