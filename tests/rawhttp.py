@@ -77,6 +77,7 @@ class RawStream:
         current one ended); its body is then read on demand as usual."""
         self.body = bytearray()  # grows in place: a stream may carry megabytes
         self.ended = False
+        self.complete = False  # the whole answer came (not cut by a closed connection)
         self._parser = Parser()
         self._events: list[ServerSentEvent] = []
         head = self._read_head(time.monotonic() + timeout)
@@ -134,7 +135,7 @@ class RawStream:
                 need = self._length - len(self.body)
                 new, self._raw = self._raw[:need], self._raw[need:]
                 if len(new) == need:
-                    self.ended = True
+                    self.ended = self.complete = True
         else:
             while b"\r\n" in self._raw:
                 size_line, rest = self._raw.split(b"\r\n", 1)
@@ -144,7 +145,7 @@ class RawStream:
                 if size == 0:
                     if len(rest) < 2:
                         break  # its closing CRLF is still to come
-                    self.ended = True
+                    self.ended = self.complete = True
                     self._raw = rest[2:]  # what follows belongs to the next answer
                     break
                 new += rest[:size]
@@ -228,3 +229,25 @@ class RawStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def parse_stream(raw: bytes) -> tuple[list[ServerSentEvent], bool]:
+    """The events of a raw chunked stream answer (head included) as far as
+    its chunks are complete, and whether it ended with its last chunk."""
+    head, found, body = raw.partition(b"\r\n\r\n")
+    if not found:
+        return [], False  # not even the head yet
+    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    decoded = bytearray()
+    offset, ended = 0, False
+    while (line_end := body.find(b"\r\n", offset)) >= 0:
+        size = int(body[offset:line_end].split(b";")[0], 16)
+        start = line_end + 2
+        if size == 0:
+            ended = True
+            break
+        if len(body) < start + size + 2:
+            break  # a chunk cut short
+        decoded += body[start : start + size]
+        offset = start + size + 2
+    return list(Parser().feed(decoded.decode("utf-8", errors="ignore"))), ended

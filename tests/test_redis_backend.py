@@ -621,6 +621,7 @@ from flask import Flask
 from flask_sse_sessions import Publisher, SSESessions
 
 app = Flask("a")
+app.config["SECRET_KEY"] = "test"
 url = "redis://127.0.0.1:9/0"
 app.config["SSE_SESSIONS_REDIS_URL"] = url
 app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False

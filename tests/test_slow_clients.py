@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask_sse_sessions._wire import Parser, ServerSentEvent
+from flask_sse_sessions._wire import ServerSentEvent
 from tests.harness import Server, wait_until
-from tests.rawhttp import RawStream
+from tests.rawhttp import RawStream, parse_stream
 
 QUEUE_SIZE = 256
 CONFIG = {
@@ -64,7 +64,7 @@ class Reader:
         """The events received so far, ``connected`` and heartbeats left out."""
         return [
             event
-            for event in parse_response(self.out.read_bytes())
+            for event in parse_stream(self.out.read_bytes())[0]
             if json.loads(event.data)["type"] not in ("heartbeat", "connected")
         ]
 
@@ -86,27 +86,6 @@ class Reader:
         self.process.kill()
         self.process.wait()
         self.out.unlink()
-
-
-def parse_response(raw: bytes) -> list[ServerSentEvent]:
-    """The events of a chunked stream response, as far as its chunks are complete."""
-    if b"\r\n\r\n" not in raw:
-        return []
-    head, body = raw.split(b"\r\n\r\n", 1)
-    assert head.startswith(b"HTTP/1.1 200 "), head
-    decoded = bytearray()
-    offset = 0
-    while True:
-        line_end = body.find(b"\r\n", offset)
-        if line_end < 0:
-            break
-        size = int(body[offset:line_end], 16)
-        start = line_end + 2
-        if size == 0 or len(body) < start + size + 2:
-            break  # the end, or a chunk cut short
-        decoded += body[start : start + size]
-        offset = start + size + 2
-    return list(Parser().feed(decoded.decode("utf-8", errors="ignore")))
 
 
 def assert_every_event_once_in_order(events: list[ServerSentEvent], total: int) -> None:

@@ -13,37 +13,22 @@ import socket
 import time
 from typing import Any
 
-from flask_sse_sessions._wire import Parser, ServerSentEvent
+from flask_sse_sessions._wire import ServerSentEvent
 from tests.conftest import Server
+from tests.rawhttp import RawStream, parse_stream
 
 BASE = {"SSE_SESSIONS_REQUIRE_TOKEN": False}
 
 
 def request(port: int, session_id: str, *, receive_buffer: int | None = None) -> socket.socket:
-    sock = socket.socket()
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    return sock
+    """A stream request whose answer the test reads from the socket itself."""
+    stream = RawStream(
+        port, f"/api/stream/{session_id}", receive_buffer=receive_buffer, read_head=False
+    )
+    return stream.sock
 
 
-def decode(raw: bytes) -> tuple[list[ServerSentEvent], bool]:
-    """The events of a raw chunked stream response, and whether it ended cleanly."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
-    decoded, ended = b"", False
-    while b"\r\n" in body:
-        size_line, rest = body.split(b"\r\n", 1)
-        size = int(size_line, 16)
-        if size == 0:
-            ended = True
-            break
-        if len(rest) < size + 2:
-            break  # a chunk cut short
-        decoded += rest[:size]
-        body = rest[size + 2 :]
-    return list(Parser().feed(decoded.decode("utf-8", errors="ignore"))), ended
+decode = parse_stream
 
 
 def test_a_client_that_stops_reading_is_reaped_within_the_bound(
