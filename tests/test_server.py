@@ -41,13 +41,11 @@ WARNINGS = {
 
 
 def started(config: dict[str, Any], **options: Any) -> Server:
-    server = Server(config, **options)
-    server.log.unlink(missing_ok=True)  # a log of an earlier server on this port
-    return server.start()
+    return Server(config, **options).start()  # with a log of its own
 
 
 def warnings_in(server: Server) -> dict[str, int]:
-    log = server.log.read_text()
+    log = server.log(0)
     return {name: log.count(text) for name, text in WARNINGS.items()}
 
 
@@ -78,8 +76,8 @@ def test_start_up_warnings(
     finally:
         server.stop()
     found = warnings_in(server)
-    assert found == {name: expected.get(name, 0) for name in WARNINGS}, server.log.read_text()
-    log = server.log.read_text()
+    assert found == {name: expected.get(name, 0) for name in WARNINGS}, server.log(0)
+    log = server.log(0)
     if expected:
         # Each names its fix.
         fixes = {"sync": "-k gevent", "gthread": "-k gevent", "workers": "SSE_SESSIONS_REDIS_URL"}
@@ -94,7 +92,7 @@ def test_two_workers_on_redis_do_not_warn(redis_server: RedisProcess) -> None:
         server.stats()
     finally:
         server.stop()
-    assert warnings_in(server) == dict.fromkeys(WARNINGS, 0), server.log.read_text()
+    assert warnings_in(server) == dict.fromkeys(WARNINGS, 0), server.log(0)
 
 
 def test_gevent_without_patched_sockets_warns(tmp_path: Path) -> None:
