@@ -22,6 +22,7 @@ import select
 import socket
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,7 @@ class LoadClient:
         self.connected = 0
         self.failed = 0
         self.settled = 0  # streams that connected or failed to, ever
+        self.refused: Counter[int] = Counter()  # failed streams by status (0: none)
 
     # -- streams ---------------------------------------------------------------
 
@@ -292,6 +294,7 @@ class LoadClient:
     def _lost(self, fd: int, stream: Stream) -> None:
         if not stream.connected:
             self.failed += 1
+            self.refused[stream.status] += 1
             self.settled += 1
         self._drop(fd, stream, reset=False)
 

@@ -54,6 +54,13 @@ class Plan:
     w6_sessions: int
     w6_rate: int
     w6_seconds: float
+    w5_connections: int
+    w5_sessions: int
+    w5_rate: int
+    w5_seconds: float
+    w5_ingest_sessions: int
+    w5_ingest_events: int
+    w5_clients: int
 
 
 FULL = Plan(
@@ -76,6 +83,13 @@ FULL = Plan(
     w6_sessions=2,
     w6_rate=100,
     w6_seconds=8,
+    w5_connections=1000,
+    w5_sessions=500,
+    w5_rate=200,
+    w5_seconds=5,
+    w5_ingest_sessions=1000,
+    w5_ingest_events=100_000,
+    w5_clients=10_000,
 )
 QUICK = Plan(
     reps=1,
@@ -97,6 +111,13 @@ QUICK = Plan(
     w6_sessions=1,
     w6_rate=50,
     w6_seconds=1,
+    w5_connections=200,
+    w5_sessions=100,
+    w5_rate=100,
+    w5_seconds=1,
+    w5_ingest_sessions=100,
+    w5_ingest_events=5_000,
+    w5_clients=400,
 )
 # Slow consumers need a queue they can overflow within seconds: the kernel's send
 # buffer of a stalled socket grows to 4 MiB (tcp_wmem) before a write blocks, so
@@ -518,7 +539,56 @@ def run(plan: Plan, only: set[str] | None) -> dict[str, Any]:
                 ours["stalled"]["p99_ms"] / max(1e-9, ours["no_stalls"]["p99_ms"]), 3
             ),
         }
+
+    if wanted("W5"):
+        results["W5"] = w5_redis(plan)
     return results
+
+
+def w5_redis(plan: Plan) -> dict[str, Any]:
+    from .redis_w5 import W5_MODES, connections, ingest, latency, redis_server
+
+    redis_process = redis_server()
+    try:
+        entry: dict[str, Any] = {"latency": {mode: {"runs": []} for mode in W5_MODES}}
+        for rep in range(plan.reps):
+            for mode in W5_MODES:  # interleaved, so drifts hit all alike
+                log(f"W5 latency {mode} rep {rep + 1}/{plan.reps}")
+                entry["latency"][mode]["runs"].append(
+                    latency(
+                        mode,
+                        redis_process.url,
+                        connections=plan.w5_connections,
+                        sessions=plan.w5_sessions,
+                        rate=plan.w5_rate,
+                        seconds=plan.w5_seconds,
+                    )
+                )
+        for mode in W5_MODES:
+            for key in ("p50_ms", "p90_ms", "p99_ms"):
+                entry["latency"][mode][key] = med(entry["latency"][mode]["runs"], key)
+        reference = entry["latency"]["inproc"]["p50_ms"]
+        for mode in ("redis_worker", "redis_publisher"):
+            entry["latency"][mode]["added_p50_ms"] = round(
+                entry["latency"][mode]["p50_ms"] - reference, 3
+            )
+        runs = repeat(
+            plan.reps,
+            "W5 ingest",
+            lambda: ingest(
+                redis_process.url, sessions=plan.w5_ingest_sessions, events=plan.w5_ingest_events
+            ),
+        )
+        entry["ingest"] = {
+            "runs": runs,
+            "events_per_second": med(runs, "events_per_second"),
+            "events_per_cpu_second": med(runs, "events_per_cpu_second"),
+        }
+        log(f"W5 connections, {plan.w5_clients} clients on 2 workers")
+        entry["connections"] = connections(redis_process, clients=plan.w5_clients)
+    finally:
+        redis_process.cleanup()
+    return entry
 
 
 def machine() -> dict[str, Any]:
@@ -529,7 +599,7 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     versions = {}
-    for module in ("gevent", "gunicorn", "flask", "greenlet", "blinker"):
+    for module in ("gevent", "gunicorn", "flask", "greenlet", "blinker", "redis", "hiredis"):
         try:
             from importlib.metadata import version
 

@@ -53,10 +53,17 @@ def _pin_to_server_cpu() -> None:
 class Server:
     """One server under test in a subprocess, pinned to :data:`SERVER_CPU`."""
 
-    def __init__(self, kind: str, config: dict[str, Any] | None = None, heartbeat: float = 5):
+    def __init__(
+        self,
+        kind: str,
+        config: dict[str, Any] | None = None,
+        heartbeat: float = 5,
+        workers: int = 1,
+    ):
         if kind not in ("floor", "ours"):
             raise ValueError(kind)
         self.kind = kind
+        self.workers = workers
         self.config = {"SSE_SESSIONS_HEARTBEAT_INTERVAL": heartbeat, **(config or {})}
         self.heartbeat = heartbeat
         self.port = free_port()
@@ -72,7 +79,7 @@ class Server:
             ]  # fmt: skip
         return [
             sys.executable, "-m", "gunicorn",
-            "-k", "gevent", "-w", "1",
+            "-k", "gevent", "-w", str(self.workers),
             "--worker-connections", str(WORKER_CONNECTIONS),
             "--backlog", "4096",
             "-b", f"127.0.0.1:{self.port}",
@@ -129,7 +136,7 @@ class Server:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if self.kind == "ours" and self.pid:
+        if self.kind == "ours" and self.pid and self.workers == 1:
             # The worker normally exits with its master; make sure it did.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, signal.SIGKILL)

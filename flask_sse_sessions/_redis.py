@@ -49,8 +49,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 try:
     import redis
@@ -67,6 +67,7 @@ from ._backend import Backend, BackendUnavailable, CatchUp, Deliver
 from ._events import Event, EventKey, format_event_id, parse_event_id
 
 logger = logging.getLogger("flask_sse_sessions")
+_T = TypeVar("_T")
 
 DEFAULT_OPTIONS: Mapping[str, Any] = {
     # A command fails within 2 attempts x (1 s to connect + 1 s to answer)
@@ -94,6 +95,9 @@ _SUBSCRIBE_TIMEOUT = 5.0  # a new stream waits this long for its subscription
 _BACKOFF_FIRST = 0.1  # before the first reconnect, doubled at each failure...
 _BACKOFF_MAX = 2.0  # ...up to this, each with jitter
 _BATCH = 500  # channels per SUBSCRIBE or UNSUBSCRIBE, messages read per turn
+# A new stream's commands wait this long in all for a pooled connection while
+# every one is busy (a burst of new streams), rather than answer 503.
+_POOL_WAIT = 10.0
 
 _START_LOCK = threading.Lock()
 
@@ -224,9 +228,27 @@ class RedisStore:
         self.answered()
         return int(reply[1])
 
+    def waiting(self, call: Callable[[], _T]) -> _T:
+        """``call()``, for a new stream: while every pooled connection is busy,
+        try again until ``_POOL_WAIT`` has passed. A burst of new streams (the
+        clients of a worker that died, reconnecting at once) can hold the
+        small pool longer than its ``timeout``; that is no failure of Redis.
+        Broadcasts do not wait longer: their bound stays."""
+        deadline = time.monotonic() + _POOL_WAIT
+        while True:
+            try:
+                return call()
+            except redis.ConnectionError as exc:
+                # What redis-py's BlockingConnectionPool raises after its
+                # ``timeout``; during an outage it fails at once, as any command.
+                busy = str(exc) == "No connection available." and not self._failing
+                if not busy or time.monotonic() >= deadline:
+                    raise
+
     def latest(self, session_id: str) -> Event | None:
+        stream = self.stream_key(session_id)
         try:
-            entries = self.client().xrevrange(self.stream_key(session_id), count=1)
+            entries = self.waiting(lambda: self.client().xrevrange(stream, count=1))
         except redis.RedisError as exc:
             raise self.failed(exc) from exc
         self.answered()
@@ -237,14 +259,18 @@ class RedisStore:
         or is the previous id of the oldest entry. (``XINFO``'s
         max-deleted-entry-id would not do: trimming does not update it.)"""
         stream = self.stream_key(session_id)
-        try:
+
+        def read() -> tuple[list[Any], list[Any]]:
             if after is None:
-                oldest, entries = [], self.client().xrange(stream) or []
-            else:
-                pipe = self.client().pipeline(transaction=True)
-                pipe.xrange(stream, count=1)
-                pipe.xrange(stream, min=format_event_id(after))
-                oldest, entries = pipe.execute()
+                return [], self.client().xrange(stream) or []
+            pipe = self.client().pipeline(transaction=True)
+            pipe.xrange(stream, count=1)
+            pipe.xrange(stream, min=format_event_id(after))
+            oldest, entries = pipe.execute()
+            return oldest, entries
+
+        try:
+            oldest, entries = self.waiting(read)
         except redis.RedisError as exc:
             raise self.failed(exc) from exc
         self.answered()
@@ -436,7 +462,7 @@ class Listener:
 
     def _wake(self) -> None:
         try:
-            self._store.client().publish(self._control, b"")
+            self._store.waiting(lambda: self._store.client().publish(self._control, b""))
         except redis.RedisError as exc:
             with self._lock:
                 self._wake_pending = False

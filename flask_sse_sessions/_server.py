@@ -184,10 +184,12 @@ class Drain:
         if self._pid == os.getpid():
             return
         worker = gunicorn_process()
+        if worker is None:
+            return
         from gunicorn.workers.base import Worker
 
         if not isinstance(worker, Worker):
-            return
+            return  # the master of --preload: each worker attaches at its first stream
         with self._lock:
             if self._pid == os.getpid():
                 return

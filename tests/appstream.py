@@ -16,6 +16,7 @@ from flask import Flask
 
 from flask_sse_sessions import SSESessions
 from flask_sse_sessions.testing import ServerSentEvent, iter_events
+from tests import harness
 
 HEARTBEAT = 0.2
 
@@ -47,16 +48,9 @@ def apps() -> Iterator[Callable[..., Flask]]:
         close_app(app)
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        time.sleep(0.02)
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """:func:`tests.harness.wait_until`, saying ``what`` was waited for."""
+    return harness.wait_until(condition, timeout, f"waiting for {what or condition}", 0.02)
 
 
 class StreamReader:

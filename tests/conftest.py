@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import resource
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,18 @@ from tests.rawhttp import RawStream
 from tests.redisproc import redis_factory, redis_server  # noqa: F401 (fixtures)
 
 __all__ = ["ROOT", "RawStream", "Server", "free_port", "wait_until"]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +78,20 @@ def own_server() -> Iterator[Any]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium (``/usr/bin/chromium``, never a downloaded build),
+    driven by Playwright; one for the whole session, shared by the browser
+    test files (Playwright's sync API can run only once per thread)."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), f"the browser tests need Debian's Chromium at {CHROMIUM}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

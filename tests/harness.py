@@ -75,6 +75,15 @@ def wait_until(
         time.sleep(interval)
 
 
+class ServerLog(type(Path())):  # type: ignore[misc]
+    """A server's log file, a :class:`~pathlib.Path`; calling it gives its tail."""
+
+    def __call__(self, size: int = 5000) -> str:
+        """The last ``size`` characters (all of them with 0)."""
+        text = self.read_text(errors="replace") if self.exists() else ""
+        return text[-size:] if size else text
+
+
 class ServerError(RuntimeError):
     """gunicorn exited or did not serve; the message holds its log's tail."""
 
@@ -94,17 +103,19 @@ class Server:
         hooks: dict[str, Any] | None = None,
         *,
         app: str | None = SERVER_APP,
-        workers: int = 1,
-        worker_connections: int = 2000,
+        workers: int | None = 1,
+        worker_connections: int | None = 2000,
         extra_args: tuple[str, ...] | list[str] = (),
         env: dict[str, str] | None = None,
         ready_path: str = "/health",
-        graceful_timeout: float = 2,
+        graceful_timeout: float | None = 2,
         port: int | None = None,
         gunicorn: tuple[str, ...] | list[str] = (sys.executable, "-m", "gunicorn"),
         base_env: dict[str, str] | None = None,
     ) -> None:
-        """``app``: None when ``extra_args`` name a config file that names it.
+        """``app``: None when ``extra_args`` name a config file that names it;
+        ``workers``, ``worker_connections``, ``graceful_timeout``: None leaves
+        them to such a file.
         ``gunicorn``: the command that runs gunicorn (another environment's).
         ``base_env``: the environment to start from instead of this process's
         with ``PYTHONPATH`` pointing at the repository."""
@@ -125,6 +136,7 @@ class Server:
         fd, name = tempfile.mkstemp(prefix="sse-test-gunicorn-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
+        self.log = ServerLog(self.log_path)
 
     @property
     def url(self) -> str:
@@ -133,13 +145,16 @@ class Server:
     # Running
 
     def command(self) -> list[str]:
+        options = [
+            ("-w", self.workers),
+            ("--worker-connections", self.worker_connections),
+            ("--graceful-timeout", self.graceful_timeout),
+        ]
         return [
             *self.gunicorn,
             "-k", "gevent",
-            "-w", str(self.workers),
-            "--worker-connections", str(self.worker_connections),
             "-b", f"127.0.0.1:{self.port}",
-            "--graceful-timeout", str(self.graceful_timeout),
+            *[part for name, value in options if value is not None for part in (name, str(value))],
             *self.extra_args,
             *([self.app] if self.app else []),
         ]  # fmt: skip
@@ -160,7 +175,7 @@ class Server:
                     max(deadline - time.monotonic(), 0.1),
                     lambda: f"port {self.port} stays in use",
                 )
-            offset = self.log_path.stat().st_size
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             self._spawn()
             try:
                 self._wait_ready(deadline)
@@ -206,11 +221,6 @@ class Server:
                 self._reap()
                 raise ServerError(f"gunicorn did not serve {self.ready_path}:\n{self.log()}")
             time.sleep(0.05)
-
-    def log(self, size: int = 5000) -> str:
-        """The last ``size`` characters of the server's log (all of them with 0)."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-size:] if size else text
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

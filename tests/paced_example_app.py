@@ -48,9 +48,10 @@ class _Pace:
 
 
 def _paced(target: Callable[..., None]) -> Callable[..., None]:
-    def run(app: Flask, job_id: str, *args: Any) -> None:
-        _local.job_id = job_id
-        target(app, job_id, *args)
+    def run(app: Flask, job: Any, *args: Any) -> None:
+        # The job, or its id: the runners of the example take either.
+        _local.job_id = job if isinstance(job, str) else job.id
+        target(app, job, *args)
 
     return run
 

@@ -18,26 +18,64 @@ class RawStream:
 
     def __init__(
         self,
-        port: int,
+        port: int | str,
         path: str,
         headers: dict[str, str] | None = None,
         *,
         method: str = "GET",
         timeout: float = 5.0,
         request: bytes | None = None,
+        body: bytes = b"",
+        receive_buffer: int | None = None,
+        read_head: bool = True,
     ) -> None:
-        """``request``: bytes sent as they are instead of the request built
-        from ``method``, ``path`` and ``headers`` (a server may refuse it and
-        answer before it was all sent)."""
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        if request is None:
-            lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-            lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-            request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.sock.sendall(request)
+        """``port``: a TCP port on 127.0.0.1, or the path of a Unix socket.
+        ``request``: bytes sent as they are instead of the request built from
+        ``method``, ``path``, ``headers`` and ``body`` (a server may refuse it
+        and answer before it was all sent). ``receive_buffer``: the socket's
+        SO_RCVBUF (a small one makes a client that stops reading stall soon).
+        ``read_head``: False to leave the answer unread until :meth:`response`.
+        """
+        if isinstance(port, str):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: str | tuple[str, int] = port
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address = ("127.0.0.1", port)
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address)
+        self.host = "localhost" if isinstance(port, str) else f"127.0.0.1:{port}"
         self._raw = b""
-        self.body = b""
+        self.send_request(method, path, headers, body, raw=request)
+        if read_head:
+            self.response(timeout)
+
+    def send_request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        *,
+        raw: bytes | None = None,
+    ) -> None:
+        """Send a request on this connection (kept alive); its answer comes
+        after the current one, with :meth:`response`."""
+        if raw is None:
+            lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
+            lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+            if body:
+                lines.append(f"Content-Length: {len(body)}")
+            raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.sock.sendall(raw)
+
+    def response(self, timeout: float = 5.0) -> RawStream:
+        """Read the head of the next answer on this connection (after the
+        current one ended); its body is then read on demand as usual."""
+        self.body = bytearray()  # grows in place: a stream may carry megabytes
         self.ended = False
         self._parser = Parser()
         self._events: list[ServerSentEvent] = []
@@ -50,6 +88,16 @@ class RawStream:
         self._length = int(self.headers.get("content-length", -1))
         self._sse = self.headers.get("content-type", "").startswith("text/event-stream")
         self._decode()
+        return self
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> RawStream:
+        """Another request on this kept-alive connection, once the current
+        answer ended; its answer's head is read."""
+        assert self.ended, "read the current answer to its end first"
+        self.send_request(method, path, headers, body)
+        return self.response()
 
     def _fill(self, deadline: float) -> bool:
         """Receive more bytes; False when the peer closed or the deadline passed."""
@@ -80,9 +128,13 @@ class RawStream:
         """Move complete body bytes from the raw buffer to :attr:`body`."""
         new = b""
         if not self._chunked:
-            new, self._raw = self._raw, b""
-            if 0 <= self._length <= len(self.body) + len(new):
-                self.ended = True
+            if self._length < 0:  # the body ends when the server closes
+                new, self._raw = self._raw, b""
+            else:
+                need = self._length - len(self.body)
+                new, self._raw = self._raw[:need], self._raw[need:]
+                if len(new) == need:
+                    self.ended = True
         else:
             while b"\r\n" in self._raw:
                 size_line, rest = self._raw.split(b"\r\n", 1)
@@ -90,8 +142,10 @@ class RawStream:
                 if len(rest) < size + 2:
                     break
                 if size == 0:
+                    if len(rest) < 2:
+                        break  # its closing CRLF is still to come
                     self.ended = True
-                    self._raw = b""
+                    self._raw = rest[2:]  # what follows belongs to the next answer
                     break
                 new += rest[:size]
                 self._raw = rest[size + 2 :]
@@ -107,7 +161,7 @@ class RawStream:
             if self.ended or not self._fill(deadline):
                 raise TimeoutError(f"{marker!r} x{count} not in {self.body[-2000:]!r}")
             self._decode()
-        return self.body
+        return bytes(self.body)
 
     def read_to_end(self, timeout: float = 5.0) -> bytes:
         """Read until the server ends the response."""
@@ -116,7 +170,7 @@ class RawStream:
             if not self._fill(deadline) and not self.ended:
                 raise TimeoutError(f"the response did not end: {self.body[-2000:]!r}")
             self._decode()
-        return self.body
+        return bytes(self.body)
 
     def events(self, count: int, timeout: float = 5.0) -> list[ServerSentEvent]:
         """The next ``count`` events (blocking until they arrive)."""
@@ -132,7 +186,11 @@ class RawStream:
         """Events that arrived so far, or within ``wait`` seconds, without
         blocking longer: what the socket holds is always read."""
         deadline = time.monotonic() + wait
-        while self._fill(deadline) or self._fill_now():
+        while (
+            not self.ended
+            and self.sock.fileno() >= 0
+            and (self._fill(deadline) or self._fill_now())
+        ):
             self._decode()
         taken, self._events = self._events, []
         return taken

@@ -8,7 +8,6 @@ and reading the worker's numbers.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import resource
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from flask import Flask, jsonify, request, session
 
 from flask_sse_sessions import (
+    BackendUnavailable,
     SSESessions,
     broadcast,
     broadcast_complete,
@@ -47,9 +47,6 @@ def create_app() -> Flask:
         # the library's own defaults.
         app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
     app.config.update(json.loads(os.environ.get("SSE_TEST_CONFIG", "{}")))
-    if "log_level" in hooks:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("flask_sse_sessions").setLevel(hooks["log_level"])
     sse = SSESessions()
 
     if "deny" in hooks:
@@ -86,6 +83,19 @@ def create_app() -> Flask:
 
         connection_opened.connect(leak, sender=app, weak=False)
 
+    if hooks.get("worker_pid"):
+        # Which worker answered: the end-to-end tests spread clients over workers.
+        @app.after_request
+        def worker_pid(response: Any) -> Any:
+            response.headers["X-Worker-Pid"] = str(os.getpid())
+            return response
+
+    if "redis_probe" in hooks:
+        # Probe an idle Redis listener sooner: [interval, timeout] in seconds.
+        from flask_sse_sessions import _redis
+
+        _redis._PROBE_INTERVAL, _redis._PROBE_TIMEOUT = hooks["redis_probe"]
+
     if hooks.get("clock"):
         _add_clock(app)
 
@@ -103,14 +113,17 @@ def create_app() -> Flask:
         kind = body.get("type", "progress")
         data = body.get("data")
         reached = []
-        for index in range(body.get("count", 1)):
-            payload = dict(data or {}, n=index) if body.get("count") else data
-            if kind == "progress":
-                reached.append(broadcast_progress(session_id, payload))
-            elif kind == "complete":
-                reached.append(broadcast_complete(session_id, payload))
-            else:
-                reached.append(broadcast(session_id, kind, payload))
+        try:
+            for index in range(body.get("count", 1)):
+                payload = dict(data or {}, n=index) if body.get("count") else data
+                if kind == "progress":
+                    reached.append(broadcast_progress(session_id, payload))
+                elif kind == "complete":
+                    reached.append(broadcast_complete(session_id, payload))
+                else:
+                    reached.append(broadcast(session_id, kind, payload))
+        except BackendUnavailable as exc:
+            return jsonify(error="BackendUnavailable", message=str(exc), reached=reached), 503
         return jsonify(reached=reached)
 
     @app.get("/url/<session_id>")
@@ -122,10 +135,10 @@ def create_app() -> Flask:
         return jsonify(
             {
                 **stats(),
+                "pid": os.getpid(),
                 "receivers": len(BUS.receivers),
                 "watched_sockets": WATCHER.watching(),
                 "rss_kib": _rss_kib(),
-                "pid": os.getpid(),
             }
         )
 

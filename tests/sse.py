@@ -65,7 +65,7 @@ def after_connected(stream: RawStream) -> bytes:
     """The body between the (retry + connected) block and the first heartbeat,
     byte for byte: what the server replays on connect. Its events are consumed."""
     until_heartbeat(stream)
-    rest = stream.body.split(b"\n\n", 1)[1]
+    rest = bytes(stream.body).split(b"\n\n", 1)[1]
     return rest[: rest.index(HEARTBEAT_FRAME)]
 
 

@@ -22,31 +22,29 @@ from playwright.sync_api import (
     Browser,
     Locator,
     Page,
-    Playwright,
+    Request,
     Response,
     expect,
-    sync_playwright,
 )
 
 from example_app.app import ANSWER, KINDS
 from tests.harness import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 15_000
 expect.set_options(timeout=TIMEOUT_MS)
 # The example app with jobs that take a step when the test allows it.
 EXAMPLE_APP = "tests.paced_example_app:create_app()"
 TEST_APP = "tests.browser_app:create_app()"
+
+# Records the delays the client asks setTimeout for (its own calls only).
+RECORD_DELAYS = """
+window.delays = [];
+const realSetTimeout = window.setTimeout;
+window.setTimeout = function (fn, ms, ...rest) {
+  if (ms > 0 && String(new Error().stack).includes("sse-sessions")) window.delays.push(ms);
+  return realSetTimeout.call(window, fn, ms, ...rest);
+};
+"""
 
 # Opens a stream in the page and records what it sees in window.streams[i].
 WATCH = """([url, options]) => {
@@ -61,20 +59,6 @@ WATCH = """([url, options]) => {
   window.streams.push({ stream, log });
   return window.streams.length - 1;
 }"""
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    assert CHROMIUM.exists(), f"the browser tests need Debian's Chromium at {CHROMIUM}"
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture
@@ -210,6 +194,22 @@ def test_answer_streams_token_by_token(page: Page, example: Server) -> None:
     allow_steps(example, answer, "all")
     expect(answer).to_have_attribute("data-state", "done")
     expect(answer.locator(".text")).to_have_text(ANSWER)
+
+
+def test_a_job_warning_shows_in_its_log_and_the_job_goes_on(page: Page, example: Server) -> None:
+    kind = KINDS["reindex"]
+    assert kind.hiccup_at is not None
+    page.goto(example.url)
+    card = start_job(page, "reindex")
+    allow_steps(example, card, kind.hiccup_at)
+    warning = card.locator(".log li.warn")
+    expect(warning).to_have_count(1)
+    expect(warning).to_contain_text(f"Shard {kind.hiccup_at} answered slowly")
+    expect(card).to_have_attribute("data-state", "running")
+    allow_steps(example, card, "all")
+    expect(card).to_have_attribute("data-state", "done")
+    assert job_lines(card) == list(range(1, kind.steps + 1))
+    expect(warning).to_have_count(1)
 
 
 def test_page_recovers_after_server_restart(
@@ -383,28 +383,102 @@ def test_reconnects_after_429_honouring_retry_after_and_resumes(
     assert f"lastEventId={first_id}" in after[0][2]
 
 
-def test_backs_off_after_http_errors(page: Page, server: Server) -> None:
-    open_page(page, server)
-    session_id, url = new_session(server, "flaky")
-    starts: list[float] = []
+def record_delays(page: Page) -> None:
+    """From the next page load on, ``window.delays`` lists every delay the
+    client asks ``setTimeout`` for: its retry waits, exactly as it chose them."""
+    page.add_init_script(RECORD_DELAYS)
 
-    def fail_four_times(route: Any) -> None:
-        starts.append(time.monotonic())
-        if len(starts) <= 4:
-            route.fulfill(status=502, body="Bad Gateway")
+
+def delays(page: Page) -> list[float]:
+    return [float(ms) for ms in page.evaluate("window.delays")]
+
+
+def fail_first(page: Page, responses: list[dict[str, Any]]) -> list[str]:
+    """Answer the page's next stream requests (EventSource and the fetch that
+    asks why) with ``responses`` in turn, then let them through; the URLs."""
+    urls: list[str] = []
+
+    def handle(route: Any) -> None:
+        urls.append(route.request.url)
+        if len(urls) <= len(responses):
+            route.fulfill(**responses[len(urls) - 1])
         else:
             route.continue_()
 
-    page.route("**/api/stream/**", fail_four_times)
-    index = watch(page, url, minDelay=200)
+    page.route("**/api/stream/**", handle)
+    return urls
+
+
+BAD_GATEWAY = {"status": 502, "body": "Bad Gateway"}
+
+
+def test_backs_off_after_http_errors_up_to_max_delay(page: Page, server: Server) -> None:
+    record_delays(page)
+    open_page(page, server)
+    session_id, url = new_session(server, "flaky")
+    fail_first(page, [BAD_GATEWAY] * 8)  # four failures: EventSource, then the fetch
+    index = watch(page, url, minDelay=200, maxDelay=300)
     wait_state(page, index, "open")
     server.post(f"/publish/{session_id}", {"type": "progress"})
     assert [e["type"] for e in wait_events(page, index, 2)] == ["connected", "progress"]
-    # EventSource, then the fetch that finds the 502, then a wait: 100-200 ms
-    # after the first failure, 200-400 ms after the second.
-    assert starts[2] - starts[1] >= 0.1
-    assert starts[4] - starts[3] >= 0.2
+    first, *rest = delays(page)
+    # Half to all of min(maxDelay, minDelay * 2^failures), jitter included.
+    assert 100 <= first <= 200, first
+    assert len(rest) == 3, rest
+    assert all(150 <= delay <= 300 for delay in rest), rest  # 400 and 800 capped at 300
     assert log(page, index)["states"] == ["open"]
+
+
+def test_backoff_starts_over_after_a_connection(page: Page, server: Server) -> None:
+    record_delays(page)
+    open_page(page, server)
+    _, url = new_session(server, "flaky-again")
+    # Three failures, a connection that ends at once, one more failure.
+    connected = {
+        "status": 200,
+        "headers": {"Content-Type": "text/event-stream"},
+        "body": 'retry: 50\ndata: {"type":"connected","sessionId":"x"}\n\n',
+    }
+    fail_first(page, [BAD_GATEWAY] * 6 + [connected] + [BAD_GATEWAY] * 2)
+    index = watch(page, url, minDelay=200, maxDelay=60_000)
+    page.wait_for_function("i => streams[i].log.events.length >= 2", arg=index)
+    wait_state(page, index, "open")
+    first, second, third, after = delays(page)
+    assert (100 <= first <= 200) and (200 <= second <= 400) and (400 <= third <= 800)
+    assert 100 <= after <= 200, after  # from minDelay again, not 1600
+    assert [e["type"] for e in log(page, index)["events"]] == ["connected", "connected"]
+
+
+def test_503_waits_for_retry_after(page: Page, server: Server) -> None:
+    record_delays(page)
+    open_page(page, server)
+    _, url = new_session(server, "draining")
+    unavailable = {
+        "status": 503,
+        "headers": {"Retry-After": "2", "Content-Type": "application/json"},
+        "body": '{"error": "unavailable", "message": "draining"}',
+    }
+    urls = fail_first(page, [unavailable] * 2)
+    index = watch(page, url, minDelay=100)
+    wait_state(page, index, "open")
+    (delay,) = delays(page)
+    assert 2000 <= delay <= 2100, delay  # Retry-After, plus up to minDelay of jitter
+    assert len(urls) == 3
+    assert page.evaluate("i => streams[i].stream.error", index) is None
+
+
+def test_408_is_retried_not_final(page: Page, server: Server) -> None:
+    record_delays(page)
+    open_page(page, server)
+    session_id, url = new_session(server, "timeout")
+    fail_first(page, [{"status": 408, "body": "Request Timeout"}] * 2)
+    index = watch(page, url, minDelay=100)
+    wait_state(page, index, "open")
+    server.post(f"/publish/{session_id}", {"type": "progress"})
+    assert [e["type"] for e in wait_events(page, index, 2)] == ["connected", "progress"]
+    (delay,) = delays(page)
+    assert 50 <= delay <= 100, delay
+    assert page.evaluate("i => streams[i].stream.error", index) is None
 
 
 def test_refusal_closes_for_good_with_the_reason(page: Page, server: Server) -> None:
@@ -439,6 +513,97 @@ def test_client_recovers_after_server_restart(
     assert [e["data"].get("n") for e in events if e["type"] == "log"] == [1, 2, 3, 4]
     assert page.evaluate("i => streams[i].stream.state", index) == "open"
     assert page.evaluate("i => streams[i].stream.lastEventId", index) == events[-1]["id"]
+
+
+def test_with_credentials_sends_cookies_cross_origin(
+    page: Page, server: Server, start_server: Callable[..., Server]
+) -> None:
+    # Another port is another origin (CORS applies) but the same site, where
+    # the page's cookie goes when credentials are included.
+    other = start_server(TEST_APP, {"SSE_SESSIONS_CORS_ORIGINS": [server.url]})
+    page.context.add_cookies([{"name": "probe", "value": "yes", "url": server.url}])
+    open_page(page, server)
+    for with_credentials, cookie in ((True, "probe=yes"), (False, None)):
+        session_id = f"credentials-{with_credentials}-{time.monotonic_ns()}"
+        url = other.url + other.get(f"/url/{session_id}")["url"]
+
+        def is_stream(request: Request, session_id: str = session_id) -> bool:
+            return session_id in request.url
+
+        with page.expect_request(is_stream) as request:
+            index = watch(page, url, withCredentials=with_credentials)
+        wait_state(page, index, "open")
+        assert request.value.all_headers().get("cookie") == cookie
+        other.post(f"/publish/{session_id}", {"type": "progress", "data": {"percent": 1}})
+        assert [e["type"] for e in wait_events(page, index, 2)] == ["connected", "progress"]
+        page.evaluate("i => streams[i].stream.close()", index)
+
+
+def test_a_listener_that_throws_does_not_stop_the_others(browser: Browser, server: Server) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        open_page(page, server)
+        session_id, url = new_session(server, "throws")
+        index = watch(page, url)
+        page.evaluate(
+            """i => {
+              const { stream } = streams[i];
+              window.calls = [];
+              stream.on("progress", (data) => {
+                calls.push("first " + data.n);
+                throw new Error("listener failed");
+              });
+              stream.on("progress", (data) => calls.push("second " + data.n));
+            }""",
+            index,
+        )
+        wait_state(page, index, "open")
+        with page.expect_event("pageerror") as error:  # reported, not swallowed
+            server.post(f"/publish/{session_id}", {"type": "progress", "data": {"n": 1}})
+        assert "listener failed" in str(error.value)
+        server.post(f"/publish/{session_id}", {"type": "progress", "data": {"n": 2}})
+        page.wait_for_function("calls.length >= 4")
+        assert page.evaluate("calls") == ["first 1", "second 1", "first 2", "second 2"]
+        assert [e["type"] for e in wait_events(page, index, 3)][1:] == ["progress", "progress"]
+        assert page.evaluate("i => streams[i].stream.state", index) == "open"
+    finally:
+        context.close()
+
+
+def test_state_is_closed_in_complete_listeners(page: Page, server: Server) -> None:
+    open_page(page, server)
+    session_id, url = new_session(server, "closing")
+    index = watch(page, url)
+    page.evaluate(
+        """i => {
+          const { stream } = streams[i];
+          window.stateInComplete = null;
+          stream.on("complete", () => { window.stateInComplete = stream.state; });
+        }""",
+        index,
+    )
+    wait_state(page, index, "open")
+    server.post(f"/publish/{session_id}", {"type": "complete"})
+    page.wait_for_function("window.stateInComplete !== null")
+    assert page.evaluate("window.stateInComplete") == "closed"
+
+
+def test_an_expired_token_ends_in_stream_error(
+    page: Page, start_server: Callable[..., Server]
+) -> None:
+    server = start_server(
+        TEST_APP, {"SSE_SESSIONS_TOKEN_MAX_AGE": 1, "SSE_SESSIONS_REQUIRE_TOKEN": True}
+    )
+    open_page(page, server)
+    _, url = new_session(server, "expiring")
+    index = watch(page, url, minDelay=100)
+    wait_state(page, index, "open")
+    # The server ends the stream when the token expires; the reconnect is refused.
+    wait_state(page, index, "closed")
+    error = page.evaluate("i => streams[i].stream.error", index)
+    assert error["status"] == 401 and error["error"] == "invalid_token", error
+    assert log(page, index)["states"] == ["open", "connecting", "closed"]
 
 
 def test_type_declarations_compile(server: Server, tmp_path: Path) -> None:

@@ -8,74 +8,55 @@ clients, one cookie jar per browser.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.conftest import ROOT, free_port
+from tests import harness
+from tests.harness import Server
 
 SECRET_KEY = "example-test-secret"
 FAST = "EXAMPLE_STEP_SECONDS=0.01, EXAMPLE_TOKEN_SECONDS=0.001"
 
 
-class Example:
-    """``gunicorn -c example_app/gunicorn.conf.py`` on a free port."""
+class Example(Server):
+    """``gunicorn -c example_app/gunicorn.conf.py``, the example's own settings."""
 
-    def __init__(self, log: Path, app_args: str, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
+    def __init__(self, app_args: str, env: dict[str, str]) -> None:
+        super().__init__(
+            app=f"example_app.app:create_app({app_args})",
+            extra_args=("-c", "example_app/gunicorn.conf.py"),
+            workers=None,
+            worker_connections=None,
+            graceful_timeout=None,
+            env=env,
+            ready_path="/",
+        )
         self.clients: list[httpx.Client] = []
-        command = [
-            sys.executable, "-m", "gunicorn",
-            "-c", "example_app/gunicorn.conf.py",
-            "-b", f"127.0.0.1:{self.port}",
-            f"example_app.app:create_app({app_args})",
-        ]  # fmt: skip
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, log.read_text()
-            try:
-                if httpx.get(self.url + "/", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
 
     def browser(self, cookies: httpx.Cookies | None = None) -> httpx.Client:
         """A client with a cookie jar of its own (a copy of ``cookies``)."""
         self.clients.append(httpx.Client(base_url=self.url, cookies=cookies, timeout=30))
         return self.clients[-1]
 
-    def stop(self) -> None:
+    def stop(self, *args: Any, **kwargs: Any) -> None:
         for client in self.clients:
             client.close()
-        self.process.terminate()
-        self.process.wait(10)
+        super().stop(*args, **kwargs)
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[Callable[..., Example]]:
+def example() -> Iterator[Callable[..., Example]]:
     """``example(app_args, **env)``: the example app, stopped after the test."""
     started: list[Example] = []
 
     def start(app_args: str = FAST, **env: str) -> Example:
         env.setdefault("SECRET_KEY", SECRET_KEY)
-        started.append(Example(tmp_path / f"gunicorn-{len(started)}.log", app_args, env))
-        return started[-1]
+        started.append(Example(app_args, env))
+        return started[-1].start()  # type: ignore[return-value]
 
     yield start
     for server in started:
@@ -97,11 +78,7 @@ def stream_types(browser: httpx.Client, url: str) -> list[str]:
 
 
 def wait_until(condition: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + 30
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
+    return harness.wait_until(condition, message=f"waiting for {what}")
 
 
 def test_a_second_browser_cannot_list_or_stream_the_first_ones_jobs(
@@ -229,3 +206,36 @@ def test_the_secret_key_comes_from_the_environment(example: Callable[..., Exampl
     assert warning in random_key.log.read_text()
     other = random_key.browser(browser.cookies)
     assert other.get(latest).status_code == 403
+
+
+def test_on_redis_the_workers_share_the_job_list_caps_and_expiry(
+    example: Callable[..., Example], redis_server: Any
+) -> None:
+    """With REDIS_URL the example runs four workers (its gunicorn.conf.py): a
+    browser's jobs are listed and streamed by whichever answers, and the cap
+    in all counts every worker's jobs."""
+    server = example(
+        f"{FAST}, EXAMPLE_MAX_JOBS=3, EXAMPLE_JOB_SECONDS=2", REDIS_URL=redis_server.url
+    )
+    wait_until(lambda: server.log.read_text().count("Booting worker") == 4, "four workers")
+    first, second = server.browser(), server.browser()
+    jobs = [start_job(first), start_job(first, "import")]
+    ids = [job["id"] for job in jobs]
+    for _ in range(12):  # a new connection each time: any worker answers
+        with httpx.Client(base_url=server.url, cookies=first.cookies, timeout=30) as fresh:
+            assert [job["id"] for job in fresh.get("/jobs").json()["jobs"]] == ids
+            assert fresh.get(f"/jobs/{ids[1]}").json()["kind"] == "import"
+    for job in jobs:
+        types = stream_types(first, job["url"])
+        assert types[-1] == "complete" and types.count("complete") == 1
+    assert second.get("/jobs").json() == {"jobs": []}
+    assert second.get(jobs[0]["url"]).status_code == 403
+
+    start_job(second)  # the third job, in all
+    response = second.post("/answers", json={"question": "one more?"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "busy"
+    # Finished jobs are forgotten EXAMPLE_JOB_SECONDS after they started, and
+    # make room for new ones.
+    wait_until(lambda: first.get("/jobs").json() == {"jobs": []}, "the jobs to expire")
+    assert start_job(second, "report")["kind"] == "report"

@@ -3,7 +3,6 @@ Retry-After; every slot counted exactly and freed when its connection ends."""
 
 from __future__ import annotations
 
-import socket
 from contextlib import ExitStack
 from typing import Any
 
@@ -198,12 +197,13 @@ def test_a_client_that_sends_bytes_while_streaming_is_cut_and_frees_its_slot(
     own_server: Any, session_id: str
 ) -> None:
     server = own_server(QUIET)  # its own: the slot may stay taken
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        assert sock.recv(100).startswith(b"HTTP/1.1 200 OK")
+    with server.stream(session_id) as stream:
+        assert stream.status == 200
         server.wait_for("connections", 1)
-        sock.sendall(b"x")  # the stream is cut at once
-        server.wait_for("connections", 0, timeout=2)
+        stream.send(b"x")  # the stream is cut at once
+        # By the watcher: the next heartbeat is 60 s away.
+        server.wait_for("connections", 0, timeout=30)
+        stream.read_to_end(timeout=30)
 
 
 # -- the default limits and the keys they count under ----------------------------
@@ -259,21 +259,6 @@ def test_ipv6_clients_are_counted_per_64_network(serve: Any) -> None:
         assert server.stats()["users"] == 3
 
 
-def unix_stream(path: str, session_id: str) -> socket.socket:
-    """A stream request over a Unix socket; the socket, once the stream is answered 200."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(30)
-    sock.connect(path)
-    sock.sendall(f"GET /api/stream/{session_id} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        data = sock.recv(4096)
-        assert data, head
-        head += data
-    assert head.startswith(b"HTTP/1.1 200 OK"), head
-    return sock
-
-
 def test_requests_without_an_address_share_no_slot_and_are_logged_once(
     own_server: Any, tmp_path: Any
 ) -> None:
@@ -281,15 +266,14 @@ def test_requests_without_an_address_share_no_slot_and_are_logged_once(
     server = own_server(
         {**QUIET, "SSE_SESSIONS_MAX_CONNECTIONS_PER_USER": 1}, extra_args=("-b", f"unix:{path}")
     )
-    socks = [unix_stream(path, new_session_id()) for _ in range(3)]
-    try:
+    with ExitStack() as unix:
+        for _ in range(3):
+            stream = unix.enter_context(RawStream(path, f"/api/stream/{new_session_id()}"))
+            assert stream.status == 200
         server.wait_for("connections", 3)
         assert server.stats()["users"] == 0  # counted under no key
         with ExitStack() as stack:  # TCP clients keep their per-address limit
             open_streams(stack, server, new_session_id(), 1)
             assert_refused(server.stream(new_session_id()), 1, "user")
-    finally:
-        for sock in socks:
-            sock.close()
-    log = server.log(0)
+    log = server.log.read_text().rpartition("Starting gunicorn")[2]  # this server's own
     assert log.count("a stream request came without a client address") == 1, log[-3000:]

@@ -143,6 +143,44 @@ def test_a_session_whose_stream_comes_back_within_the_grace_period_stays_subscri
     assert app_stats(app)["redis_channels"] == 0
 
 
+def test_a_burst_of_new_streams_waits_for_a_pooled_connection_rather_than_503(
+    redis_server: RedisProcess, apps: Apps
+) -> None:
+    """New streams share the small pool with broadcasts. While all of it is
+    busy (the clients of a dead worker reconnecting at once), a new stream
+    waits for a connection longer than the pool's own timeout: Redis is fine."""
+    options = {"max_connections": 1, "timeout": 0.05}
+    app = on_redis(apps, redis_server.url, SSE_SESSIONS_REDIS_OPTIONS=options)
+    pool = app.extensions["sse_sessions"].backend.store.client().connection_pool
+    held = pool.get_connection()  # the whole pool, busy
+    attempts: list[float] = []
+    get_connection = pool.get_connection
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(time.monotonic())
+        return get_connection(*args, **kwargs)
+
+    pool.get_connection = counted
+    released = threading.Event()
+
+    def release_after_a_timed_out_wait() -> None:
+        deadline = time.monotonic() + 30
+        while len(attempts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        released.set()
+        pool.release(held)
+
+    threading.Thread(target=release_after_a_timed_out_wait, daemon=True).start()
+    reader = StreamReader(app, "s")
+    assert released.is_set() and len(attempts) >= 2, "no pooled connection was waited for twice"
+    assert reader.status == 200, reader.body
+    reader.wait_for(lambda r: "connected" in r.types())
+    numbers_ = app_stats(app)
+    assert (numbers_["redis_errors"], numbers_["redis_last_error"]) == (0, None)
+    publish(app, "s", 1)
+    assert_once_in_order(reader, 1)
+
+
 def test_a_message_lost_on_the_way_is_read_from_history(
     redis_server: RedisProcess, apps: Apps
 ) -> None:
@@ -576,6 +614,7 @@ app = Flask("a")
 url = "redis://127.0.0.1:9/0"
 app.config["SSE_SESSIONS_REDIS_URL"] = url
 app.config["SSE_SESSIONS_REQUIRE_TOKEN"] = False
+app.config["SECRET_KEY"] = "a key, so that the check of the backend comes next"
 for attempt in (lambda: Publisher(url), lambda: app.register_blueprint(SSESessions())):
     try:
         attempt()
@@ -662,6 +701,6 @@ def test_a_503_tells_clients_nothing_of_the_server_and_the_log_has_the_cause(
             "error": "unavailable",
             "message": "Live events are unavailable right now; try again shortly.",
         }
-    log = server.log(0)
+    log = server.log(0).rpartition("Starting gunicorn")[2]
     cause = f"Error 111 connecting to 127.0.0.1:{redis_server.port}"
     assert f"Redis does not answer (ConnectionError: {cause}" in log, log[-3000:]

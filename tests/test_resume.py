@@ -350,7 +350,7 @@ class Watcher:
                 if reconnect and time.monotonic() >= until:
                     return
             if self.done:
-                assert stream.read_to_end(timeout=5)  # the server ends it after complete
+                assert stream.read_to_end(timeout=30)  # the server ends it after complete
 
     def connect_httpx(self) -> None:
         headers = {"Last-Event-ID": self.last_id} if self.last_id is not None else {}

@@ -30,7 +30,7 @@ BASE = {
     "SSE_SESSIONS_MAX_CONNECTIONS": 1000,
 }
 # Long enough that a worker which waited for its streams would be seen waiting.
-SLOW_GRACE = ("--graceful-timeout", "30")
+SLOW_GRACE = 30
 
 WARNINGS = {
     "sync": "gunicorn runs the sync worker",
@@ -41,7 +41,7 @@ WARNINGS = {
 
 
 def started(config: dict[str, Any], **options: Any) -> Server:
-    return Server(config, **options).start()  # with a log of its own
+    return Server(config, **options).start()
 
 
 def warnings_in(server: Server) -> dict[str, int]:
@@ -138,7 +138,7 @@ def retry_values(body: bytes) -> list[int]:
 
 
 def test_sigterm_ends_every_stream_at_once_with_a_jittered_retry(session_id: str) -> None:
-    server = started(BASE, extra_args=SLOW_GRACE)
+    server = started(BASE, graceful_timeout=SLOW_GRACE)
     streams = [server.stream(session_id) for _ in range(50)]
     try:
         for stream in streams:
@@ -251,7 +251,7 @@ def test_clients_of_a_stopping_worker_resume_elsewhere_with_every_event(
     redis_server: RedisProcess, session_id: str, how: str
 ) -> None:
     config = {**BASE, "SSE_SESSIONS_REDIS_URL": redis_server.url}
-    server = started(config, workers=2, extra_args=SLOW_GRACE)
+    server = started(config, workers=2, graceful_timeout=SLOW_GRACE)
     total = 150
     try:
         clients = [ResumingClient(server, session_id, total) for _ in range(20)]
@@ -284,7 +284,7 @@ def test_clients_of_a_stopping_worker_resume_elsewhere_with_every_event(
 
 
 def test_max_requests_recycling_drains_the_worker(session_id: str) -> None:
-    server = started(BASE, extra_args=(*SLOW_GRACE, "--max-requests", "20"))
+    server = started(BASE, graceful_timeout=SLOW_GRACE, extra_args=("--max-requests", "20"))
     streams = [server.stream(session_id) for _ in range(3)]
     try:
         for stream in streams:
@@ -304,3 +304,22 @@ def test_max_requests_recycling_drains_the_worker(session_id: str) -> None:
         for stream in streams:
             stream.close()
         server.stop()
+
+
+def test_stream_requests_to_a_draining_worker_get_503_with_retry_after(
+    apps: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_sse_sessions._server import DRAIN
+
+    app = apps(SSE_SESSIONS_REQUIRE_TOKEN=False, SSE_SESSIONS_RETRY_MS=3000)
+    client = app.test_client()
+    monkeypatch.setattr(DRAIN, "draining", True)
+    response = client.get("/api/stream/job")
+    assert response.status_code == 503
+    assert response.json is not None and response.json["error"] == "draining"
+    assert 3 <= int(response.headers["Retry-After"]) <= 6
+    assert app.extensions["sse_sessions"].stats()["refused"]["draining"] == 1
+    monkeypatch.setattr(DRAIN, "draining", False)
+    streaming = client.get("/api/stream/job", buffered=False)
+    assert streaming.status_code == 200
+    streaming.close()
