@@ -10,9 +10,12 @@ all carry the hash tag ``{s}``, so they share one slot of a Redis Cluster:
     JSON). It expires ``SSE_SESSIONS_HISTORY_TTL`` seconds after the last event.
 ``p:{s}:meta``
     A hash: ``last``, the last id ever issued, so ids keep growing after the
-    stream expired; and the token, id and count of the last publish, so a
-    publish that redis-py retries after a timeout is not stored twice. It lives
-    ten times as long as the stream, and at least a day.
+    stream expired. It lives ten times as long as the stream, and at least a day.
+``p:{s}:sent``
+    A list of the session's last ``_SENT_KEPT`` publishes (``token id reached``),
+    so a publish that redis-py sends again after a timeout is not stored twice,
+    even when other publishes to the session ran in between. It expires
+    ``_SENT_TTL_MS`` after the last publish: retries come within seconds.
 ``p:{s}``
     The session's pub/sub channel; each message is ``prev\\nid\\ntype\\njson``.
 ``p:listener:<random>``
@@ -86,6 +89,10 @@ DEFAULT_OPTIONS: Mapping[str, Any] = {
 free connection) are its own."""
 
 _META_TTL_MIN_MS = 24 * 3600 * 1000
+# Publishes remembered per session against a retry storing one twice, and for how
+# long after the last one (redis-py retries within its socket timeouts).
+_SENT_KEPT = 64
+_SENT_TTL_MS = 60_000
 
 # The listener's timing, in seconds.
 _GRACE = 5.0  # a channel stays subscribed this long after its last local stream
@@ -102,15 +109,19 @@ _POOL_WAIT = 10.0
 _START_LOCK = threading.Lock()
 
 _PUBLISH = """
--- KEYS: meta, stream.  ARGV: token, type, json, history size, stream ttl ms,
--- meta ttl ms, channel.  Returns {id, subscribers reached}.
+-- KEYS: meta, stream, sent.  ARGV: token, type, json, history size, stream ttl
+-- ms, meta ttl ms, channel, publishes kept in sent, sent ttl ms.
+-- Returns {id, subscribers reached}.
 if redis.replicate_commands then redis.replicate_commands() end
-local meta, stream, token = KEYS[1], KEYS[2], ARGV[1]
-local state = redis.call('HMGET', meta, 'last', 'token', 'token_id', 'token_reached')
-if state[2] == token then
-  return {state[3], tonumber(state[4])}
+local meta, stream, sent, token = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local head = token .. ' '
+for _, done in ipairs(redis.call('LRANGE', sent, 0, -1)) do
+  if string.sub(done, 1, #head) == head then
+    local id, reached = string.match(done, '^%S+ (%S+) (%d+)$')
+    return {id, tonumber(reached)}
+  end
 end
-local last = state[1]
+local last = redis.call('HGET', meta, 'last')
 if not last then
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
   last = newest and newest[1] or ''
@@ -127,8 +138,11 @@ redis.call('XADD', stream, 'MAXLEN', ARGV[4], id, 'p', last, 't', ARGV[2], 'd', 
 redis.call('PEXPIRE', stream, ARGV[5])
 local reached = redis.call('PUBLISH', ARGV[7],
   last .. '\\n' .. id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
-redis.call('HSET', meta, 'last', id, 'token', token, 'token_id', id, 'token_reached', reached)
+redis.call('HSET', meta, 'last', id)
 redis.call('PEXPIRE', meta, ARGV[6])
+redis.call('LPUSH', sent, head .. id .. ' ' .. reached)
+redis.call('LTRIM', sent, 0, tonumber(ARGV[8]) - 1)
+redis.call('PEXPIRE', sent, ARGV[9])
 return {id, reached}
 """
 
@@ -195,6 +209,13 @@ class RedisStore:
     def meta_key(self, session_id: str) -> str:
         return f"{self.prefix}:{{{session_id}}}:meta"
 
+    def sent_key(self, session_id: str) -> str:
+        return f"{self.prefix}:{{{session_id}}}:sent"
+
+    def script_keys(self, session_id: str) -> list[str]:
+        """The keys of the publish script, in its order."""
+        return [self.meta_key(session_id), self.stream_key(session_id), self.sent_key(session_id)]
+
     def channel(self, session_id: str) -> str:
         return f"{self.prefix}:{{{session_id}}}"
 
@@ -211,7 +232,7 @@ class RedisStore:
     def publish(self, session_id: str, type: str, json_text: str) -> int:
         """Store and publish an event; returns how many listeners received it."""
         client, script = self._connection()
-        keys = [self.meta_key(session_id), self.stream_key(session_id)]
+        keys = self.script_keys(session_id)
         args: list[str | int] = [
             secrets.token_hex(8),
             type,
@@ -220,6 +241,8 @@ class RedisStore:
             self._stream_ttl_ms,
             self._meta_ttl_ms,
             self.channel(session_id),
+            _SENT_KEPT,
+            _SENT_TTL_MS,
         ]
         try:
             reply = script(keys=keys, args=args, client=client)

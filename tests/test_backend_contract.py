@@ -206,8 +206,9 @@ def test_a_retried_publish_is_stored_and_published_once(redis_harness: Harness) 
     subscriber = client.pubsub()
     subscriber.subscribe(store.channel("s"))
     assert subscriber.get_message(timeout=5)["type"] == "subscribe"
-    keys = [store.meta_key("s"), store.stream_key("s")]
+    keys = store.script_keys("s")
     args = ["token-1", "progress", '{"type":"progress"}', SIZE, 60_000, 600_000, store.channel("s")]
+    args += [64, 60_000]
     first = script(keys=keys, args=args, client=client)
     again = script(keys=keys, args=args, client=client)
     assert again == first
@@ -219,6 +220,32 @@ def test_a_retried_publish_is_stored_and_published_once(redis_harness: Harness) 
     assert other[0] != first[0]
     assert client.xlen(store.stream_key("s")) == 2
     subscriber.close()
+
+
+def test_a_retry_after_other_publishes_to_the_session_is_still_stored_once(
+    redis_harness: Harness,
+) -> None:
+    """While Redis stalls, publishes of other processes to the session can run
+    between a publish and its retry: the retry must still find its first run."""
+    store = redis_harness.backend.store  # type: ignore[attr-defined]
+    client, script = store._connection()
+    keys = store.script_keys("s")
+    rest = [
+        "progress",
+        '{"type":"progress"}',
+        SIZE,
+        60_000,
+        600_000,
+        store.channel("s"),
+        64,
+        60_000,
+    ]
+    first = script(keys=keys, args=["retried", *rest], client=client)
+    for n in range(63):  # others, up to what the session remembers
+        script(keys=keys, args=[f"other-{n}", *rest], client=client)
+    assert script(keys=keys, args=["retried", *rest], client=client) == first
+    assert client.xlen(store.stream_key("s")) == min(SIZE, 64)
+    assert 0 < client.pttl(store.sent_key("s")) <= 60_000
 
 
 def test_ids_keep_growing_when_the_redis_clock_is_behind_them(redis_harness: Harness) -> None:
@@ -246,7 +273,7 @@ def test_every_key_of_a_session_shares_its_hash_tag(redis_harness: Harness) -> N
     redis_harness.publish("job-1", 2)
     store = redis_harness.backend.store  # type: ignore[attr-defined]
     keys = sorted(key.decode() for key in store.client().keys("contract:*"))
-    assert keys == ["contract:{job-1}:events", "contract:{job-1}:meta"]
+    assert keys == ["contract:{job-1}:events", "contract:{job-1}:meta", "contract:{job-1}:sent"]
     assert store.channel("job-1") == "contract:{job-1}"
     # Redis Cluster hashes only what is inside the first braces.
     for name in [*keys, store.channel("job-1")]:

@@ -43,7 +43,8 @@ def test_every_workload_is_reported(results: dict[str, Any]) -> None:
     # not judged at all; what the harness does not run is "not measured".
     quick = {"met (quick sizes)", "NOT met (quick sizes)"}
     assert set(verdicts.values()) <= quick | {NOT_MEASURED}, verdicts
-    for prefix in ("RSS per idle", "W2 fan-out", "W4 bursts", "W6 others", "W7 after"):
+    measured = ("RSS per idle", "W2 fan-out", "W4 bursts", "W6 others", "W7 after")
+    for prefix in (*measured, "W5 Redis connections", "W5 latency", "W5 one worker"):
         (figure,) = [f for f in verdicts if f.startswith(prefix)]
         assert verdicts[figure] in quick, (figure, verdicts[figure])
     assert verdicts["idle connections per worker"] == NOT_MEASURED  # fewer than 10,000

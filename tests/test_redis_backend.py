@@ -192,8 +192,18 @@ def test_a_message_lost_on_the_way_is_read_from_history(
     # Store an event but publish it where nobody listens: its message is lost.
     store = a.extensions["sse_sessions"].backend.store
     client, script = store._connection()
-    keys = [store.meta_key("s"), store.stream_key("s")]
-    args = ["lost", "progress", '{"type":"progress","n":1}', 100, 60_000, 600_000, "nowhere"]
+    keys = store.script_keys("s")
+    args = [
+        "lost",
+        "progress",
+        '{"type":"progress","n":1}',
+        100,
+        60_000,
+        600_000,
+        "nowhere",
+        64,
+        60_000,
+    ]
     script(keys=keys, args=args, client=client)
     publish(a, "s", 1, start=2)  # names the lost one as its previous event
     assert_once_in_order(reader, 3)
