@@ -19,6 +19,7 @@ from tests.redisproc import redis_factory, redis_server  # noqa: F401 (fixtures)
 __all__ = ["ROOT", "RawStream", "Server", "free_port", "wait_until"]
 
 CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_TIMEOUT_MS = 15_000  # what a browser test waits for a page to change
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -92,6 +93,20 @@ def browser() -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A page of the browser in a fresh context; the test fails on any uncaught
+    page error."""
+    context = browser.new_context()
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == []
 
 
 @pytest.fixture

@@ -103,12 +103,19 @@ class RawStream:
     def _fill(self, deadline: float) -> bool:
         """Receive more bytes; False when the peer closed or the deadline passed."""
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self.sock.settimeout(remaining)
+        return remaining > 0 and self._receive(remaining)
+
+    def _fill_now(self) -> bool:
+        """Receive what the socket already holds, without waiting."""
+        return self._receive(0)
+
+    def _receive(self, timeout: float) -> bool:
+        """Receive more bytes, waiting at most ``timeout`` seconds (0: only what
+        has arrived); False when nothing came or the peer closed."""
+        self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             return False
         except ConnectionResetError:
             data = b""
@@ -195,21 +202,6 @@ class RawStream:
             self._decode()
         taken, self._events = self._events, []
         return taken
-
-    def _fill_now(self) -> bool:
-        """Receive what the socket already holds, without waiting."""
-        self.sock.settimeout(0)
-        try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
-            return False
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.ended = True
-            return False
-        self._raw += data
-        return True
 
     def send(self, data: bytes) -> None:
         """Send more bytes after the request (a client should not)."""

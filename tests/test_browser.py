@@ -28,9 +28,10 @@ from playwright.sync_api import (
 )
 
 from example_app.app import ANSWER, KINDS
+from tests.conftest import BROWSER_TIMEOUT_MS
 from tests.harness import Server
 
-TIMEOUT_MS = 15_000
+TIMEOUT_MS = BROWSER_TIMEOUT_MS
 expect.set_options(timeout=TIMEOUT_MS)
 # The example app with jobs that take a step when the test allows it.
 EXAMPLE_APP = "tests.paced_example_app:create_app()"
@@ -59,19 +60,6 @@ WATCH = """([url, options]) => {
   window.streams.push({ stream, log });
   return window.streams.length - 1;
 }"""
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A page in a fresh context; the test fails on any uncaught page error."""
-    context = browser.new_context()
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == []
 
 
 def launch(app: str, config: dict[str, Any] | None = None) -> Server:

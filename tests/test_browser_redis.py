@@ -14,13 +14,13 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, Response, expect
+from playwright.sync_api import Page, Response, expect
 
 from example_app.app import KINDS
 from tests.appstream import wait_until
 from tests.harness import Server
 from tests.redisproc import RedisProcess
-from tests.test_browser import TIMEOUT_MS, job_lines, start_job
+from tests.test_browser import job_lines, start_job
 
 # Steps of 0.3 s, and a lease of 2 s: a dead worker's job is taken over within
 # about 2 s. Clients reconnect after 1 s.
@@ -28,19 +28,6 @@ APP = (
     "tests.example_on_redis:create_app(EXAMPLE_STEP_SECONDS=0.3, EXAMPLE_TOKEN_SECONDS=0.01,"
     " EXAMPLE_LEASE_SECONDS=2, SSE_SESSIONS_RETRY_MS=1000)"
 )
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A page in a fresh context; the test fails on any uncaught page error."""
-    context = browser.new_context()
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == []
 
 
 @pytest.fixture
