@@ -33,6 +33,7 @@ class Counters:
     __slots__ = (
         "closed",
         "delivered",
+        "direct_writes",
         "latency_buckets",
         "latency_sum_ms",
         "opened",
@@ -43,6 +44,8 @@ class Counters:
         self.opened = 0
         self.closed = 0
         self.delivered = 0
+        # Chunks of events a broadcast wrote to an idle stream's socket itself.
+        self.direct_writes = 0
         self.refused = dict.fromkeys(REFUSAL_REASONS, 0)
         # Not cumulative: latency_buckets[i] counts writes in bucket i alone.
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
@@ -65,6 +68,7 @@ class Counters:
             "connections_opened": self.opened,
             "connections_closed": self.closed,
             "events_delivered": self.delivered,
+            "direct_writes": self.direct_writes,
             "refused": dict(self.refused),
             "publish_to_write": {
                 "writes": writes,

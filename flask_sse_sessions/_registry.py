@@ -2,8 +2,9 @@
 
 Blinker carries each broadcast to :meth:`Registry.deliver`, one long-lived
 receiver per app; the registry's own dict finds the session's connections.
-Delivery only appends a reference to a bounded list and wakes the connection:
-it never blocks and never writes to a socket.
+Delivery appends a reference to a bounded list and either hands the
+connection to the direct writer (:mod:`._direct`: an idle stream under
+gunicorn's gevent worker) or wakes its stream. It never blocks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import threading
 from typing import Any
 
 from ._config import Config
-from ._events import Event
+from ._counters import Counters
+from ._direct import Flusher, chunk, hub_loop, send_now
+from ._events import Event, EventKey, heartbeat_frame
+
+# The thread that runs gevent's hub (the main thread of a gunicorn gevent
+# worker): only a broadcast made there may write directly.
+_native_thread = threading.get_native_id
 
 
 class LimitExceeded(Exception):
@@ -39,39 +46,95 @@ class Connection:
     history when it runs; if its socket is not draining it is disconnected.
     A lagging connection is given no more events until it has caught up, so
     that what it holds is always an unbroken run after its cursor.
+
+    :attr:`cursor` is the id of the last event written to the client, by its
+    stream or directly; :attr:`last_output` when the last byte was written
+    (``time.monotonic()``), for the heartbeat clock. :attr:`idle` is True
+    while the stream is parked in its wait: only then may anything but the
+    stream write to :attr:`out`, the socket of a direct-capable connection.
     """
 
     __slots__ = (
         "closed",
+        "cursor",
+        "deadline",
         "draining",
+        "ended",
+        "expired",
+        "flushing",
+        "heartbeat_due",
+        "idle",
         "lagging",
+        "last_output",
         "limit_key",
+        "native_thread",
+        "out",
+        "parked",
         "pending",
+        "resuming",
         "session_id",
         "socket",
+        "unsent",
         "user_key",
         "wakeup",
+        "woken",
         "writing",
     )
 
     def __init__(
-        self, session_id: str, user_key: str | None, sock: Any, limit_key: str | None = None
+        self,
+        session_id: str,
+        user_key: str | None,
+        sock: Any,
+        limit_key: str | None = None,
+        out: Any = None,
     ) -> None:
         self.session_id = session_id
         self.user_key = user_key
         self.limit_key = limit_key
         self.socket = sock
+        self.out = out
+        self.native_thread = _native_thread() if out is not None else 0
         self.pending: list[Event] = []
-        self.wakeup = threading.Event()
+        # How the stream waits: a direct-capable one (gevent) parks its
+        # greenlet (see _direct.park), any other waits on an event.
+        self.woken = False
+        self.wakeup = threading.Event() if out is None else None
+        self.parked: Any = None
+        self.resuming = False
         self.lagging = 0
         self.writing = False
         self.closed = False
         self.draining = False
+        self.idle = False
+        self.flushing = False
+        self.heartbeat_due = False
+        self.expired = False
+        self.ended = False
+        self.cursor: EventKey | None = None
+        self.unsent = b""
+        self.last_output = 0.0
+        self.deadline = math.inf
+
+    def wake(self) -> None:
+        """Have the stream look at what changed (events, an end, a heartbeat)."""
+        self.woken = True
+        if self.wakeup is not None:
+            self.wakeup.set()
+        elif self.parked is not None and not self.resuming:
+            self.resuming = True
+            hub_loop().run_callback(self.resume)
+
+    def resume(self) -> None:
+        """In gevent's hub: switch to the parked stream."""
+        parked = self.parked
+        if parked is not None:
+            parked.switch()
 
     def hang_up(self) -> None:
         """End the stream at its next turn (the client went away)."""
         self.closed = True
-        self.wakeup.set()
+        self.wake()
 
     def disconnect(self) -> None:
         """Cut a client that stopped reading: its blocked write fails, the stream ends."""
@@ -84,15 +147,18 @@ class Connection:
 class Registry:
     """All open connections of one app in this process, with their limits."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, counters: Counters | None = None) -> None:
         self._config = config
         self._sessions: dict[str, dict[Connection, None]] = {}
         self._users: dict[str, int] = {}
         self._count = 0
         self.dropped = 0
+        self.counters = counters
         # Guards the dicts above and every Connection.pending; held only for
         # dict operations, never while blocking, so it costs nothing under gevent.
         self.lock = threading.Lock()
+        self._flusher = Flusher(self)
+        self._heartbeat = (0.0, b"")
 
     @property
     def retry_after(self) -> int:
@@ -107,10 +173,13 @@ class Registry:
         *,
         limit_key: str | None = None,
         user_limit: int | None = None,
+        out: Any = None,
     ) -> Connection:
         """Register a connection so it receives the session's live events from now on.
 
         :param user_key: who connects, as the signals report it.
+        :param out: the socket broadcasts may write to directly while the
+            stream is idle (see :func:`._direct.direct_socket`); None: never.
         :param limit_key: the slot the connection counts under for per-user
             limits (see :func:`limit_key`); None counts it under none.
         :param user_limit: how many connections that key may hold; None: no limit.
@@ -129,7 +198,7 @@ class Registry:
                 if user_limit is not None and held >= user_limit:
                     raise LimitExceeded("user", user_limit)
                 self._users[limit_key] = held + 1
-            conn = Connection(session_id, user_key, sock, limit_key)
+            conn = Connection(session_id, user_key, sock, limit_key, out)
             if conns is None:
                 conns = self._sessions[session_id] = {}
             conns[conn] = None
@@ -153,6 +222,8 @@ class Registry:
                 else:
                     del self._users[key]
         conn.pending = []
+        conn.closed = True
+        conn.out = None
         return True
 
     def take(self, conn: Connection) -> tuple[list[Event], bool]:
@@ -160,7 +231,9 @@ class Registry:
         with self.lock:
             events, lagging = conn.pending, conn.lagging > 0
             conn.pending, conn.lagging = [], 0
-            conn.wakeup.clear()
+            conn.woken = False
+            if conn.wakeup is not None:
+                conn.wakeup.clear()
         return events, lagging
 
     def deliver(self, sender: object, *, session_id: str, event: Event) -> int:
@@ -169,6 +242,7 @@ class Registry:
         :returns: how many connections it reached.
         """
         limit = self._config.queue_size
+        thread = _native_thread()
         with self.lock:
             conns = self._sessions.get(session_id)
             if not conns:
@@ -177,11 +251,17 @@ class Registry:
                 pending = conn.pending
                 if not conn.lagging and len(pending) < limit:
                     pending.append(event)
-                    conn.wakeup.set()
+                    if conn.flushing:
+                        continue  # the direct writer has it already
+                    if conn.idle and conn.native_thread == thread:
+                        conn.flushing = True
+                        self._flusher.add(conn)
+                    else:
+                        conn.wake()
                     continue
                 conn.lagging += 1
                 if conn.lagging == 1:
-                    conn.wakeup.set()
+                    conn.wake()
                 # A stream blocked in a write was maybe only not scheduled since
                 # its socket drained (a burst from one view holds the CPU): ask
                 # the socket, when the queue overflows and at each queue's worth
@@ -206,7 +286,7 @@ class Registry:
                 for conn in conns:
                     if not conn.draining:
                         conn.draining = True
-                        conn.wakeup.set()
+                        conn.wake()
                     elif conn.writing and not conn.closed:
                         conn.disconnect()
 
@@ -216,13 +296,55 @@ class Registry:
         with self.lock:
             for conn in self._sessions.get(session_id, ()):
                 conn.lagging += 1
-                conn.wakeup.set()
+                conn.wake()
 
     def lag(self, conn: Connection) -> None:
         """Mark ``conn`` as behind without waking it: its catch-up failed and
         is tried again later; live events meanwhile wait in history."""
         with self.lock:
             conn.lagging = max(conn.lagging, 1)
+
+    def beat(self, conn: Connection, now: float) -> float | None:
+        """The heartbeat clock's turn at ``conn``: end it past its deadline,
+        or write a heartbeat when it has been silent for the interval.
+
+        :returns: when the clock should look at it again; None: never.
+        """
+        if conn.closed or conn.ended:
+            return None
+        if now >= conn.deadline:
+            conn.expired = True
+            conn.wake()
+            return None
+        interval = self._config.heartbeat_interval
+        due = conn.last_output + interval
+        if now < due:
+            return min(due, conn.deadline)
+        with self.lock:
+            if not conn.idle:
+                pass  # the stream is writing, or is about to
+            elif (
+                conn.out is not None
+                and not conn.pending
+                and not conn.unsent
+                and not conn.lagging
+                and conn.native_thread == _native_thread()
+            ):
+                if not send_now(conn, self._heartbeat_chunk(now), now):
+                    conn.wake()
+            else:
+                conn.heartbeat_due = True
+                conn.wake()
+        return min(now + interval, conn.deadline)
+
+    def _heartbeat_chunk(self, now: float) -> bytes:
+        """The framed heartbeat, built once per turn of the clock (its
+        timestamp says when the turn was)."""
+        built, frame = self._heartbeat
+        if now - built > 0.05:
+            frame = chunk(heartbeat_frame(self._config.heartbeat_format))
+            self._heartbeat = (now, frame)
+        return frame
 
     def stats(self) -> dict[str, int]:
         with self.lock:

@@ -50,8 +50,8 @@ class State:
         self.config = config
         self.hooks = hooks
         self.endpoint_prefix = endpoint_prefix
-        self.registry = Registry(config)
         self.counters = Counters()
+        self.registry = Registry(config, self.counters)
         STATES.add(self)
         # A bound method is held weakly: the receiver goes away with the app.
         BUS.connect(self.registry.deliver, sender=app)

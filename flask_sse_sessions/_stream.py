@@ -19,9 +19,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Generator, Iterator
 
 from ._backend import BackendUnavailable
+from ._clock import CLOCK
+from ._direct import park
 from ._events import RESET_FRAME, Event, EventKey, connected_frame, heartbeat_frame
 from ._registry import Connection
 from ._state import State
@@ -41,11 +42,29 @@ logger = logging.getLogger("flask_sse_sessions")
 
 
 class Stream:
-    """The WSGI response iterable of one connection.
+    """The WSGI response iterable of one connection: its own iterator, each
+    ``next()`` the next chunk to write.
 
     Closing it, which every WSGI server does, also when the body never
     started, unregisters the connection and frees its limit slots.
+
+    An iterator rather than a generator: a stream parks in its wait for most
+    of its life, and what it keeps meanwhile (a generator's frame, the saved
+    stack of a deeper call chain) is memory of every idle connection.
     """
+
+    __slots__ = (
+        "_conn",
+        "_live",
+        "_live_ms",
+        "_opened",
+        "_replay",
+        "_reset",
+        "_retry_at",
+        "_retry_delay",
+        "_started",
+        "_state",
+    )
 
     def __init__(
         self,
@@ -54,35 +73,48 @@ class Stream:
         *,
         replay: list[Event],
         reset: bool,
-        cursor: EventKey | None,
-        deadline: float,
     ) -> None:
         self._state = state
         self._conn = conn
         self._replay = replay
         self._reset = reset
-        self._cursor = cursor
-        self._deadline = deadline
         self._opened = time.monotonic()
         # Live events in the chunk being written: how many, and when the
         # oldest was published (epoch milliseconds), for the counters.
         self._live = 0
         self._live_ms = 0
-        self._ended = False
-        self._last_output = 0.0
         self._retry_at = math.inf
         self._retry_delay = _RETRY_FIRST
-        self._body: Generator[bytes, None, None] | None = None
+        self._started = False
 
-    def __iter__(self) -> Iterator[bytes]:
-        if self._body is None:
-            self._body = self._run()
-        return self._body
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> bytes:
+        conn = self._conn
+        # The server wrote the previous chunk (if any) before asking again.
+        conn.writing = False
+        chunk = self._next_chunk() if self._started else self._first_chunk()
+        if chunk is None:
+            # The server writes the last chunk after this; on a kept-alive
+            # connection the client's next request may follow at once, and
+            # it is the server's to read: stop watching the socket first.
+            WATCHER.unwatch(conn)
+            conn.ended = True
+            raise StopIteration
+        conn.last_output = time.monotonic()
+        if self._live:
+            self._state.counters.wrote(self._live, self._live_ms)
+            self._live = 0
+        # While the server writes, a full pending list means the client is
+        # not reading: Registry.deliver then disconnects instead of waiting.
+        conn.writing = True
+        return chunk
 
     def close(self) -> None:
-        if self._body is not None:
-            self._body.close()
         conn, state = self._conn, self._state
+        conn.ended = True
+        conn.writing = False
         WATCHER.unwatch(conn)
         if state.close_connection(conn):
             state.counters.closed += 1
@@ -94,61 +126,86 @@ class Stream:
             )
             connection_closed.send(state.app, session_id=conn.session_id, user_key=conn.user_key)
 
-    def _run(self) -> Generator[bytes, None, None]:
-        conn = self._conn
-        frames = [connected_frame(conn.session_id, self._state.config.retry_ms)]
+    def _first_chunk(self) -> bytes:
+        """The ``connected`` event, then what the client missed; the stream
+        joins the heartbeat clock."""
+        self._started = True
+        conn, state = self._conn, self._state
+        frames = [connected_frame(conn.session_id, state.config.retry_ms)]
         if self._reset:
             frames.append(RESET_FRAME)
         self._add(frames, self._replay)
         self._replay = []
-        chunk: bytes | None = b"".join(frames)
-        counters = self._state.counters
-        while chunk is not None:
-            self._last_output = time.monotonic()
-            if self._live:
-                counters.wrote(self._live, self._live_ms)
-                self._live = 0
-            # While the server writes, a full pending list means the client is
-            # not reading: Registry.deliver then disconnects instead of waiting.
-            conn.writing = True
-            yield chunk
-            conn.writing = False
-            chunk = self._next_chunk()
-        # The server writes the last chunk after this; on a kept-alive
-        # connection the client's next request may follow at once, and it is
-        # the server's to read: stop watching the socket first.
-        WATCHER.unwatch(conn)
+        CLOCK.add(
+            state.registry,
+            conn,
+            min(time.monotonic() + state.config.heartbeat_interval, conn.deadline),
+        )
+        return b"".join(frames)
 
     def _next_chunk(self) -> bytes | None:
-        """Wait until there is something to write; None when the stream ends."""
+        """Wait until there is something to write; None when the stream ends.
+
+        While it waits the stream is *idle*: broadcasts may write to its
+        socket directly, and the heartbeat clock writes its heartbeats. What
+        a direct write left over is written first, before anything else.
+        """
         conn, registry = self._conn, self._state.registry
-        config = self._state.config
-        while not self._ended and not conn.closed:
-            now = time.monotonic()
-            if now >= self._deadline:
+        while not conn.closed:
+            if conn.unsent and not self._send_unsent():
                 return None
-            wake_at = min(self._last_output + config.heartbeat_interval, self._deadline)
-            conn.wakeup.wait(min(wake_at, self._retry_at) - now)
+            if conn.ended or conn.expired:
+                return None
             if conn.draining:
                 return self._drained()
+            # A stream whose catch-up failed lags until it tries again.
+            retry_in = None if self._retry_at == math.inf else self._retry_at - time.monotonic()
+            lagging = conn.lagging and (retry_in is None or retry_in <= 0)
+            if not (conn.pending or conn.heartbeat_due or lagging):
+                conn.idle = True
+                if conn.wakeup is not None:
+                    conn.wakeup.wait(retry_in)
+                else:
+                    park(conn, retry_in)
+                conn.idle = False
+                if conn.unsent or conn.closed:
+                    continue
             events, lagging = registry.take(conn)
             frames: list[bytes] = []
             gap = self._add(frames, events, live=True)
-            if (lagging or gap) and not self._ended:
+            if (lagging or gap) and not conn.ended:
                 # Woken too late to keep up from memory, or something was lost
                 # on the way: the rest is in history.
                 self._catch_up(frames)
             if frames:
+                conn.heartbeat_due = False
                 return b"".join(frames)
-            if time.monotonic() - self._last_output >= config.heartbeat_interval:
-                return heartbeat_frame(config.heartbeat_format)
+            if conn.heartbeat_due:
+                conn.heartbeat_due = False
+                return heartbeat_frame(self._state.config.heartbeat_format)
         return None
+
+    def _send_unsent(self) -> bool:
+        """Write the rest of a direct write, on the same socket; False if the
+        client is gone."""
+        conn = self._conn
+        data, conn.unsent = conn.unsent, b""
+        conn.writing = True
+        try:
+            conn.out.sendall(data)
+        except OSError:
+            conn.hang_up()
+            return False
+        finally:
+            conn.writing = False
+        conn.last_output = time.monotonic()
+        return True
 
     def _drained(self) -> bytes:
         """The last chunk of a stream whose worker stops: a ``retry:`` that
         spreads the clients' reconnections over a while. The stream ends
         after it; the client resumes elsewhere with its Last-Event-ID."""
-        self._ended = True
+        self._conn.ended = True
         retry_ms = self._state.config.retry_ms
         delay = retry_ms + random.randint(0, max(retry_ms, int(_DRAIN_SPREAD * 1000)))
         return b"retry: %d\n\n" % delay
@@ -159,7 +216,7 @@ class Stream:
         try again later."""
         conn, backend = self._conn, self._state.backend
         try:
-            missed = backend.history(conn.session_id, self._cursor)
+            missed = backend.history(conn.session_id, conn.cursor)
             reset = missed is None
             if missed is None:
                 latest = backend.latest(conn.session_id)
@@ -180,31 +237,33 @@ class Stream:
         Live events stop at one whose previous event the stream has not
         written: the run is broken, and True says so.
         """
-        cursor = self._cursor
+        conn = self._conn
+        cursor = conn.cursor
         for event in events:
-            if self._ended:
+            if conn.ended:
                 break
             if cursor is None or event.key > cursor:
                 prev = event.prev
                 if live:
                     if prev is not None and (cursor is None or prev > cursor):
-                        self._cursor = cursor
+                        conn.cursor = cursor
                         return True
                     if not self._live:
                         self._live_ms = event.key[0]
                     self._live += 1
                 frames.append(event.frame)
                 cursor = event.key
-                self._ended = event.terminal
-        self._cursor = cursor
+                conn.ended = event.terminal
+        conn.cursor = cursor
         return False
 
 
 def open_stream(state: State, conn: Connection, after: EventKey | None, expires: float) -> Stream:
     """Read what the client missed, now that live events are already queued for it."""
     replay, reset, cursor = _replay(state, conn, after)
-    deadline = time.monotonic() + _seconds_left(state.config.max_stream_seconds, expires)
-    return Stream(state, conn, replay=replay, reset=reset, cursor=cursor, deadline=deadline)
+    conn.cursor = cursor
+    conn.deadline = time.monotonic() + _seconds_left(state.config.max_stream_seconds, expires)
+    return Stream(state, conn, replay=replay, reset=reset)
 
 
 def _replay(

@@ -14,6 +14,7 @@ from flask import Response, request
 from ._auth import TokenError, check_token
 from ._backend import BackendUnavailable
 from ._client import client_response
+from ._direct import direct_socket
 from ._events import parse_event_id
 from ._registry import LimitExceeded
 from ._server import DRAIN, check_gevent_patched
@@ -142,6 +143,7 @@ def stream(session_id: str) -> Response:
                 sock,
                 limit_key=limit_key,
                 user_limit=user_limit,
+                out=direct_socket(request.environ),
             )
         except LimitExceeded as exc:
             return _refuse(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import time
 from typing import Any
 
 from flask import Flask, jsonify, request, session
@@ -102,6 +103,9 @@ def create_app() -> Flask:
     if hooks.get("hold_history"):
         _add_history_gate(app)
 
+    if hooks.get("count_direct_writes"):
+        _count_direct_writes()
+
     if "slow_history" in hooks:
         # Reading history yields for a while, as a network backend would: live
         # events published meanwhile are queued for the new connection too.
@@ -113,8 +117,13 @@ def create_app() -> Flask:
         kind = body.get("type", "progress")
         data = body.get("data")
         reached = []
+        # Yield to the worker's other greenlets after every so many events
+        # (0: never), so that direct writes happen in between.
+        yield_every = body.get("yield_every", 0)
         try:
             for index in range(body.get("count", 1)):
+                if yield_every and index and index % yield_every == 0:
+                    time.sleep(0)
                 payload = dict(data or {}, n=index) if body.get("count") else data
                 if kind == "progress":
                     reached.append(broadcast_progress(session_id, payload))
@@ -139,6 +148,7 @@ def create_app() -> Flask:
                 "receivers": len(BUS.receivers),
                 "watched_sockets": WATCHER.watching(),
                 "rss_kib": _rss_kib(),
+                **DIRECT_WRITES,
             }
         )
 
@@ -158,6 +168,28 @@ def create_app() -> Flask:
         return "ok"
 
     return app
+
+
+DIRECT_WRITES: dict[str, int] = {}
+
+
+def _count_direct_writes() -> None:
+    """Count the non-blocking writes of broadcasts and of the heartbeat clock,
+    and those a socket took only part of (or none), in the stats."""
+    from flask_sse_sessions import _direct, _registry
+
+    DIRECT_WRITES.update(direct_sends=0, direct_partial=0)
+    send_now = _direct.send_now
+
+    def counting(conn: Any, data: bytes, now: float) -> bool:
+        DIRECT_WRITES["direct_sends"] += 1
+        done = send_now(conn, data, now)
+        if not done and conn.unsent:
+            DIRECT_WRITES["direct_partial"] += 1
+        return done
+
+    _direct.send_now = counting  # type: ignore[assignment]
+    _registry.send_now = counting  # type: ignore[assignment]
 
 
 def _owner(session_id: str) -> str:

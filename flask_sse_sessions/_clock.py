@@ -1,0 +1,91 @@
+"""One heartbeat clock per process, instead of a timer in every stream's wait.
+
+A stream waits for its events without a timeout: no timer per connection
+(a timed wait of each of 10,000 idle streams is 10,000 timers in the loop,
+and memory in each parked greenlet). The clock keeps every open connection
+in one heap, by the next moment something may be due for it, and at that
+moment asks its registry (:meth:`~._registry.Registry.beat`) to write the
+heartbeat it is owed (directly to an idle socket where that is safe, else
+by waking its stream) or to end it past its deadline (``MAX_STREAM_SECONDS``,
+the token's expiry). A connection that wrote in the meantime is simply
+looked at again one interval after its last output.
+
+It runs as a daemon thread, a greenlet under gevent's monkey-patching,
+started with the first stream of each process (after a fork, anew).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._registry import Connection, Registry
+
+# The longest the clock sleeps when nothing is due sooner.
+_IDLE_SECONDS = 5.0
+
+
+class HeartbeatClock:
+    """The heap of (when, tie-breaker, registry, connection) of one process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._heap: list[tuple[float, int, Registry, Connection]] = []
+        self._order = itertools.count()
+        self._wake = threading.Event()
+        self._next = 0.0
+        self._pid = 0
+
+    def add(self, registry: Registry, conn: Connection, when: float) -> None:
+        """Look at ``conn`` at ``when`` (``time.monotonic()``) and then on."""
+        entry = (when, next(self._order), registry, conn)
+        if self._pid != os.getpid():
+            self._start()
+        with self._lock:
+            heapq.heappush(self._heap, entry)
+            if when < self._next:
+                self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def _start(self) -> None:
+        # After a fork the parent's thread is gone, and its heap with it. The
+        # lock and event are made here, in the process that uses them: one
+        # made before gevent patched threading (gunicorn --preload) is an OS
+        # lock, which a greenlet waiting for it would hold the thread on.
+        self._pid = os.getpid()
+        self._heap = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        threading.Thread(
+            target=self._run, args=(self._pid,), name="flask-sse-sessions-clock", daemon=True
+        ).start()
+
+    def _run(self, pid: int) -> None:
+        heap = self._heap
+        while self._pid == pid:
+            now = time.monotonic()
+            due = []
+            with self._lock:
+                while heap and heap[0][0] <= now:
+                    due.append(heapq.heappop(heap))
+            again = []
+            for _, order, registry, conn in due:
+                when = registry.beat(conn, now)
+                if when is not None:
+                    again.append((when, order, registry, conn))
+            with self._lock:
+                for entry in again:
+                    heapq.heappush(heap, entry)
+                self._next = heap[0][0] if heap else now + _IDLE_SECONDS
+                self._wake.clear()
+            self._wake.wait(max(0.0, min(self._next - time.monotonic(), _IDLE_SECONDS)))
+
+
+CLOCK = HeartbeatClock()

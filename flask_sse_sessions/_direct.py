@@ -1,0 +1,221 @@
+"""Direct delivery: a broadcast writes to idle stream sockets itself.
+
+A stream that waits for events costs a greenlet switch for every event it is
+woken for: in, take, frame, write through the server's response, out. Under
+gunicorn's gevent worker the broadcast can instead write the event's
+pre-framed bytes to the socket of every *idle* connection (its stream parked
+in its wait, nothing queued, its response headers long sent) with one
+non-blocking ``send``: what the raw floor does. The bytes are exactly those
+gunicorn would write for the same chunk: ``"%X\\r\\n" % len(body) + body +
+"\\r\\n"``.
+
+The writes are deferred to one callback per turn of gevent's loop: a view that
+publishes twenty events before it yields gets them written as one chunk per
+connection, as a woken stream would have written them. The callback runs in
+gevent's hub, where nothing may block: every write is non-blocking, and the
+registry's lock is only tried.
+
+When a socket takes only part of a chunk, or none of it, the remainder is the
+connection's :attr:`~._registry.Connection.unsent` and its stream is woken: it
+writes the remainder on the same raw socket (a cooperative ``sendall``) before
+any other byte, and a client that stopped reading is noticed there as before.
+Events that need the stream's judgement (a terminal event, a gap in the ids,
+a connection that lagged) are left queued for it, and it is woken.
+
+Only gunicorn's own gevent worker, over plain TCP, for ``GET`` over HTTP/1.1,
+gets direct writes: it is the one server whose framing is known, whose socket
+is a gevent socket every greenlet of the process shares, and where the
+publisher and the stream can never run at once. Anything else (threads, TLS,
+HTTP/1.0 or HEAD, gevent's pywsgi, werkzeug) keeps the wake-up path.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._counters import Counters
+    from ._registry import Connection, Registry
+
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+def chunk(body: bytes) -> bytes:
+    """``body`` as one HTTP/1.1 chunk, byte for byte as gunicorn frames it."""
+    return b"%X\r\n%s\r\n" % (len(body), body)
+
+
+def direct_socket(environ: dict[str, Any]) -> Any | None:
+    """The socket a broadcast may write this request's stream to, or None.
+
+    Direct writes need gunicorn's gevent worker (its response path is the
+    one framed by :func:`chunk`), a plain TCP socket (no TLS), and a chunked
+    response: ``GET`` over HTTP/1.1.
+    """
+    sock = environ.get("gunicorn.socket")
+    if sock is None or environ.get("REQUEST_METHOD") != "GET":
+        return None
+    if environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or not _gevent_worker():
+        return None
+    gevent_socket = sys.modules.get("gevent.socket")
+    # Exactly gevent's socket class: its subclasses (gevent's SSLSocket) encrypt.
+    if gevent_socket is None or type(sock) is not gevent_socket.socket:
+        return None
+    raw = getattr(sock, "_sock", None)
+    if raw is None or raw.gettimeout() != 0.0:
+        return None  # not the non-blocking OS socket gevent keeps under its own
+    return sock
+
+
+_worker_pid = 0
+_worker_ok = False
+
+
+def _gevent_worker() -> bool:
+    """Whether this process is a gunicorn gevent worker speaking plain HTTP."""
+    global _worker_pid, _worker_ok
+    pid = os.getpid()
+    if _worker_pid != pid:
+        from ._server import gunicorn_process
+
+        worker = gunicorn_process()
+        _worker_ok = (
+            worker is not None
+            and type(worker).__module__.endswith(".ggevent")
+            and getattr(worker.cfg, "protocol", "http") == "http"
+            and not worker.cfg.is_ssl
+        )
+        _worker_pid = pid
+    return _worker_ok
+
+
+_loop: Any = None
+_loop_pid = 0
+
+
+def hub_loop() -> Any:
+    """gevent's loop in this process (direct writes only happen in its thread)."""
+    global _loop, _loop_pid
+    if _loop_pid != os.getpid():
+        import gevent
+
+        _loop = gevent.get_hub().loop
+        _loop_pid = os.getpid()
+    return _loop
+
+
+def park(conn: Connection, timeout: float | None) -> None:
+    """Wait, as a greenlet, until ``conn`` is woken (or ``timeout`` passes).
+
+    The greenlet switches to the hub itself instead of waiting on an event:
+    a parked stream keeps less of its stack, and no event object. Only for
+    direct-capable connections, whose streams are greenlets of gevent's hub.
+    """
+    if conn.woken:
+        return
+    import gevent
+
+    hub = gevent.get_hub()
+    timer = None
+    if timeout is not None:
+        timer = hub.loop.timer(max(timeout, 0.0))
+        timer.start(conn.resume)
+    conn.parked = gevent.getcurrent()
+    try:
+        hub.switch()
+    finally:
+        conn.parked = None
+        conn.resuming = False
+        if timer is not None:
+            timer.close()
+
+
+def send_now(conn: Connection, data: bytes, now: float) -> bool:
+    """Write ``data`` (framed) to ``conn``'s socket without blocking.
+
+    What the socket does not take becomes ``conn.unsent``, for the stream to
+    write first. False when the stream must be woken: a remainder is left, or
+    the socket failed (the client is gone: the stream is hung up).
+    """
+    try:
+        sent = conn.out._sock.send(data, _SEND_FLAGS)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        conn.hang_up()
+        return False
+    conn.last_output = now
+    if sent == len(data):
+        return True
+    conn.unsent = data[sent:]
+    return False
+
+
+class Flusher:
+    """The connections of one registry with events for a direct write, and the
+    one callback per turn of gevent's loop that writes them."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._conns: list[Connection] = []
+
+    def add(self, conn: Connection) -> None:
+        """Write ``conn``'s queued events at the end of this turn of the loop.
+
+        Called with the registry's lock held, from a greenlet of the hub's thread.
+        """
+        conns = self._conns
+        conns.append(conn)
+        if len(conns) == 1:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        hub_loop().run_callback(self._flush)
+
+    def _flush(self) -> None:
+        registry = self._registry
+        # In the hub: the lock is free unless a thread outside gevent holds it.
+        if not registry.lock.acquire(blocking=False):
+            self._schedule()
+            return
+        try:
+            conns, self._conns = self._conns, []
+            now = time.monotonic()
+            counters = registry.counters
+            for conn in conns:
+                conn.flushing = False
+                if not _write_queued(conn, now, counters):
+                    conn.wake()
+        finally:
+            registry.lock.release()
+
+
+def _write_queued(conn: Connection, now: float, counters: Counters | None) -> bool:
+    """Write what is queued for an idle connection; False if its stream must run."""
+    events = conn.pending
+    if not events:
+        return True
+    if not conn.idle or conn.closed or conn.draining or conn.lagging or conn.unsent:
+        return False
+    cursor = conn.cursor
+    frames = []
+    for event in events:
+        if cursor is not None and event.key <= cursor:
+            continue  # already written: it came with the stream's replay
+        prev = event.prev
+        if event.terminal or (prev is not None and (cursor is None or prev > cursor)):
+            return False  # the stream ends there, or reads the gap from history
+        frames.append(event.frame)
+        cursor = event.key
+    conn.pending = []
+    conn.cursor = cursor
+    if not frames:
+        return True
+    if counters is not None:
+        counters.wrote(len(frames), events[0].key[0])
+        counters.direct_writes += 1
+    return send_now(conn, chunk(b"".join(frames)), now)
