@@ -51,15 +51,16 @@ class Counters:
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
         self.latency_sum_ms = 0.0
 
-    def wrote(self, events: int, published_ms: int) -> None:
+    def wrote(self, events: int, published_ms: int, *, writes: int = 1) -> None:
         """A stream wrote ``events`` live events, the oldest published at
-        ``published_ms`` (epoch milliseconds, from its id)."""
-        self.delivered += events
+        ``published_ms`` (epoch milliseconds, from its id); ``writes``: so
+        many streams wrote the same events at once."""
+        self.delivered += events * writes
         waited = _time_ns() // 1_000_000 - published_ms
         if waited < 0:
             waited = 0  # an id from another host's clock
-        self.latency_buckets[_bucket(LATENCY_BUCKETS_MS, waited)] += 1
-        self.latency_sum_ms += waited
+        self.latency_buckets[_bucket(LATENCY_BUCKETS_MS, waited)] += writes
+        self.latency_sum_ms += waited * writes
 
     def as_stats(self) -> dict[str, Any]:
         """The counters as :func:`~flask_sse_sessions.stats` shows them."""

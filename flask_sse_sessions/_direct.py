@@ -38,7 +38,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._counters import Counters
+    from ._events import Event, EventKey
     from ._registry import Connection, Registry
 
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -185,16 +185,37 @@ class Flusher:
         try:
             conns, self._conns = self._conns, []
             now = time.monotonic()
-            counters = registry.counters
+            # The connections of one session usually get the same run of
+            # events: it is framed once, and counted once per run.
+            runs: dict[tuple[EventKey, EventKey], _Run] = {}
             for conn in conns:
                 conn.flushing = False
-                if not _write_queued(conn, now, counters):
+                if not _write_queued(conn, now, runs):
                     conn.wake()
         finally:
             registry.lock.release()
+        counters = registry.counters
+        if counters is not None:
+            for run in runs.values():
+                counters.wrote(run.events, run.published_ms, writes=run.writes)
+            counters.direct_writes += sum(run.writes for run in runs.values())
 
 
-def _write_queued(conn: Connection, now: float, counters: Counters | None) -> bool:
+class _Run:
+    """A run of events framed as one chunk, and how many sockets it went to."""
+
+    __slots__ = ("chunk", "events", "published_ms", "writes")
+
+    def __init__(self, events: list[Event]) -> None:
+        self.chunk = chunk(b"".join([event.frame for event in events]))
+        self.events = len(events)
+        self.published_ms = events[0].key[0]
+        self.writes = 0
+
+
+def _write_queued(
+    conn: Connection, now: float, runs: dict[tuple[EventKey, EventKey], _Run]
+) -> bool:
     """Write what is queued for an idle connection; False if its stream must run."""
     events = conn.pending
     if not events:
@@ -202,20 +223,22 @@ def _write_queued(conn: Connection, now: float, counters: Counters | None) -> bo
     if not conn.idle or conn.closed or conn.draining or conn.lagging or conn.unsent:
         return False
     cursor = conn.cursor
-    frames = []
-    for event in events:
+    first = 0
+    for index, event in enumerate(events):
         if cursor is not None and event.key <= cursor:
+            first = index + 1
             continue  # already written: it came with the stream's replay
         prev = event.prev
         if event.terminal or (prev is not None and (cursor is None or prev > cursor)):
             return False  # the stream ends there, or reads the gap from history
-        frames.append(event.frame)
         cursor = event.key
     conn.pending = []
-    conn.cursor = cursor
-    if not frames:
+    if first == len(events):
         return True
-    if counters is not None:
-        counters.wrote(len(frames), events[0].key[0])
-        counters.direct_writes += 1
-    return send_now(conn, chunk(b"".join(frames)), now)
+    conn.cursor = cursor
+    key = (events[first].key, events[-1].key)
+    run = runs.get(key)
+    if run is None:
+        run = runs[key] = _Run(events[first:])
+    run.writes += 1
+    return send_now(conn, run.chunk, now)

@@ -24,7 +24,8 @@ from ._direct import Flusher, chunk, hub_loop, send_now
 from ._events import Event, EventKey, heartbeat_frame
 
 # The thread that runs gevent's hub (the main thread of a gunicorn gevent
-# worker): only a broadcast made there may write directly.
+# worker, where every direct-capable stream runs): only a broadcast made
+# there may write directly.
 _native_thread = threading.get_native_id
 
 
@@ -67,7 +68,6 @@ class Connection:
         "lagging",
         "last_output",
         "limit_key",
-        "native_thread",
         "out",
         "parked",
         "pending",
@@ -94,7 +94,6 @@ class Connection:
         self.limit_key = limit_key
         self.socket = sock
         self.out = out
-        self.native_thread = _native_thread() if out is not None else 0
         self.pending: list[Event] = []
         # How the stream waits: a direct-capable one (gevent) parks its
         # greenlet (see _direct.park), any other waits on an event.
@@ -159,6 +158,7 @@ class Registry:
         self.lock = threading.Lock()
         self._flusher = Flusher(self)
         self._heartbeat = (0.0, b"")
+        self._hub_thread = 0
 
     @property
     def retry_after(self) -> int:
@@ -199,6 +199,8 @@ class Registry:
                     raise LimitExceeded("user", user_limit)
                 self._users[limit_key] = held + 1
             conn = Connection(session_id, user_key, sock, limit_key, out)
+            if out is not None:
+                self._hub_thread = _native_thread()
             if conns is None:
                 conns = self._sessions[session_id] = {}
             conns[conn] = None
@@ -242,7 +244,7 @@ class Registry:
         :returns: how many connections it reached.
         """
         limit = self._config.queue_size
-        thread = _native_thread()
+        in_hub = _native_thread() == self._hub_thread
         with self.lock:
             conns = self._sessions.get(session_id)
             if not conns:
@@ -253,7 +255,7 @@ class Registry:
                     pending.append(event)
                     if conn.flushing:
                         continue  # the direct writer has it already
-                    if conn.idle and conn.native_thread == thread:
+                    if conn.idle and conn.out is not None and in_hub:
                         conn.flushing = True
                         self._flusher.add(conn)
                     else:
@@ -328,7 +330,7 @@ class Registry:
                 and not conn.pending
                 and not conn.unsent
                 and not conn.lagging
-                and conn.native_thread == _native_thread()
+                and _native_thread() == self._hub_thread
             ):
                 if not send_now(conn, self._heartbeat_chunk(now), now):
                     conn.wake()
@@ -369,6 +371,12 @@ def limit_key(user: str | None, address: str | None) -> str | None:
         return "user:" + user
     if not address:
         return None
+    try:
+        # The common case, fast: an IPv4 address in its one canonical form.
+        if socket.inet_ntoa(socket.inet_aton(address)) == address:
+            return "addr:" + address
+    except OSError:
+        pass
     try:
         ip = ipaddress.ip_address(address.partition("%")[0])
     except ValueError:

@@ -23,7 +23,7 @@ Options a platform lacks are skipped; nothing here raises.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import socket
 from typing import Any
 
@@ -34,6 +34,18 @@ def tune_stream_socket(
     """Apply the stream settings to a client's socket (a socket object, or None)."""
     if sock is None or not hasattr(sock, "setsockopt"):
         return
+    for level, option, value in _options(send_buffer_bytes, client_timeout):
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError:
+            continue
+
+
+@functools.lru_cache(maxsize=8)
+def _options(
+    send_buffer_bytes: int | None, client_timeout: float | None
+) -> tuple[tuple[int, int, int], ...]:
+    """The (level, option, value) triples the settings ask for, on this platform."""
     options: list[tuple[int, int, int]] = []
     if send_buffer_bytes is not None:
         options.append((socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes))
@@ -51,6 +63,4 @@ def tune_stream_socket(
             option = getattr(socket, name, None)
             if option is not None:
                 options.append((socket.IPPROTO_TCP, option, value))
-    for level, option, value in options:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(level, option, value)
+    return tuple(options)

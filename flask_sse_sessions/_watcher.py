@@ -37,10 +37,17 @@ class HangupWatcher:
         self._lock = threading.Lock()
         self._selector: selectors.BaseSelector | None = None
         self._pid = 0
+        self._direct = 0
 
     def watch(self, conn: Connection) -> None:
         """Hang ``conn`` up when its socket reads EOF or fails."""
         if conn.socket is None:
+            return
+        if conn.out is not None:
+            # A gevent socket of gunicorn's gevent worker: its own read watcher
+            # is idle while the response is written, and costs nothing more.
+            conn.out._read_event.start(self._readable_direct, conn)
+            self._direct += 1
             return
         try:
             self._current().register(conn.socket, selectors.EVENT_READ, conn)
@@ -49,6 +56,9 @@ class HangupWatcher:
 
     def unwatch(self, conn: Connection) -> None:
         """Stop watching; call before the server closes the socket."""
+        if conn.out is not None:
+            self._stop_direct(conn)
+            return
         selector = self._selector
         if conn.socket is None or selector is None or self._pid != os.getpid():
             return
@@ -57,7 +67,19 @@ class HangupWatcher:
 
     def watching(self) -> int:
         selector = self._selector
-        return len(selector.get_map()) if selector is not None else 0
+        return self._direct + (len(selector.get_map()) if selector is not None else 0)
+
+    def _readable_direct(self, conn: Connection) -> None:
+        """In gevent's hub: the socket of a direct-capable stream is readable."""
+        if conn.out is not None and _readable(conn.out):
+            self._stop_direct(conn)
+            conn.hang_up()
+
+    def _stop_direct(self, conn: Connection) -> None:
+        event = conn.out._read_event
+        if event.active:
+            event.stop()
+            self._direct -= 1
 
     def _current(self) -> selectors.BaseSelector:
         pid = os.getpid()
