@@ -230,6 +230,12 @@ class LoadClient:
             raise TimeoutError(f"{method} {path}: no answer in {timeout} s")
         return control.json()
 
+    def status_of(self, control: Control, timeout: float = 10.0) -> int:
+        """Read until ``control``'s answer is in (the streams meanwhile); its status
+        code, 0 if none came within ``timeout``."""
+        self.pump(lambda: control.done, timeout)
+        return control.status
+
     # -- the loop --------------------------------------------------------------
 
     def reset_tally(self) -> Tally:

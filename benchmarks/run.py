@@ -250,7 +250,7 @@ def w2_hot(kind: str, size: int, plan: Plan) -> dict[str, Any]:
                     {
                         "deliveries": client.tally.deliveries,
                         **delivered(client.tally),
-                        "publish_status": control.status,
+                        "publish_status": client.status_of(control),
                     }
                 )
                 client.pump_for(0.3)
@@ -292,6 +292,7 @@ def w4_bursts(kind: str, plan: Plan) -> dict[str, Any]:
                 {"sessions": sessions, "count": plan.w4_events, "data": PAYLOAD},
             )
             client.drain(expected, 120)
+            status = client.status_of(control)
             tally = client.tally
         finally:
             client.close()
@@ -304,7 +305,7 @@ def w4_bursts(kind: str, plan: Plan) -> dict[str, Any]:
         "events_per_session": plan.w4_events,
         "expected": expected,
         "deliveries": tally.deliveries,
-        "publish_status": control.status,
+        "publish_status": status,
         "seconds": round(seconds, 4),
         "events_per_second": round(tally.deliveries / seconds, 1) if seconds > 0 else 0.0,
         "p50_ms": figures["p50_ms"],
