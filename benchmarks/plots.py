@@ -2,8 +2,8 @@
 
 ``w2-fanout<suffix>.png``
     W2: time from the broadcast to the last delivery against the number of
-    listeners; the bars span the repetitions (min to max), and a point where
-    events were lost says how many arrived.
+    listeners; the bars span the repetitions (min to max), a point where events
+    were lost says how many arrived, and a size where none arrived says so.
 ``w1-memory<suffix>.png``
     W1: RSS per idle connection against the connections held (flask-sse's with
     its redis-server's), bars over the repetitions.
@@ -80,7 +80,18 @@ def _fanout(w2: dict[str, Any], path: Path) -> Path:
         points = []
         for size in sizes:
             entry = w2[str(size)]
-            if kind not in entry or entry[kind]["to_last_ms"] is None:
+            if kind not in entry:
+                continue
+            if entry[kind]["to_last_ms"] is None:
+                axes.annotate(
+                    f"{STYLE[kind]['label']}: nothing delivered",
+                    (size, 0),
+                    textcoords="offset points",
+                    xytext=(-4, 6),
+                    ha="right",
+                    fontsize=8,
+                    color=STYLE[kind]["color"],
+                )
                 continue
             runs = [r["to_last_ms"] for r in entry[kind]["runs"] if r["to_last_ms"] is not None]
             got, expected = delivered_and_expected({"W2": {str(size): entry}}, kind)
