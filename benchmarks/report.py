@@ -252,7 +252,7 @@ def _w3_rows(w3: dict[str, Any]) -> list[dict[str, Any]]:
             "<= 2 ms (at 1k/s, 5k connections)",
             "no delivery"
             if p99 is None
-            else f"{p99:.2f} ms {_range(_runs(w3, 'ours', 'p99_ms_at_rate'), _ms)} (floor "
+            else f"{p99:.2f} ms {_range(_runs(w3, 'ours', 'p99_ms_at_rate'), _ms2)} (floor "
             f"{floor['p99_ms_at_rate']:.2f} ms); every delivery arrived: {all_at_rate}",
             (p99 is not None and p99 <= 2 and all_at_rate) if at_spec else None,
         ),
@@ -573,9 +573,9 @@ def _w1_table(w1: dict[str, Any]) -> list[str]:
     for size, e in w1.items():
         for kind in _kinds(e):
             k = e[kind]
-            failed = sum(run["failed"] for run in k["runs"])
+            failed = ", ".join(str(run["failed"]) for run in k["runs"])
             connected = f"{k['connections']:.0f}" + (
-                f" of {size} ({failed} failed)" if k["connections"] < int(size) else ""
+                f" of {size} (failed by rep: {failed})" if k["connections"] < int(size) else ""
             )
             heartbeats = _median([run["heartbeats_received"] for run in k["runs"]])
             ratio = ""

@@ -1,8 +1,8 @@
 """Run the workloads against the floors, ours and the competitors, side by side, and
 write the results.
 
-    python -m benchmarks.run              # the full run, competitors included (~45 min)
-    python -m benchmarks.run --quick      # small N, one repetition, no competitors (~40 s)
+    python -m benchmarks.run              # the full run, competitors included (40-45 min)
+    python -m benchmarks.run --quick      # small N, one repetition, no competitors (~1 min)
     python -m benchmarks.run --quick --competitors   # the competitors too, at small N
 
 Writes ``<out>/<date>-<name>.json`` (every figure, every repetition),
@@ -722,9 +722,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     name = args.name or ("quick" if args.quick else "full")
-    competitors = (
-        COMPETITORS if (not args.quick if args.competitors is None else args.competitors) else ()
-    )
+    with_competitors = not args.quick if args.competitors is None else args.competitors
+    if only is not None and not only & {"W1", "W2", "W3", "W4"}:
+        with_competitors = False  # they run in W1-W4 only
+    competitors = COMPETITORS if with_competitors else ()
     log(
         f"benchmark run '{name}', reps={plan.reps}, competitors: {', '.join(competitors) or 'none'}"
     )
