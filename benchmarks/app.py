@@ -62,7 +62,7 @@ def create_app() -> Flask:
 
     def load(body: dict[str, Any]) -> None:
         with app.app_context():
-            run_load(body, send)
+            run_load(body, send, gevent.sleep)
 
     @app.post("/publish/<session_id>")
     def publish_one(session_id: str) -> Any:

@@ -35,14 +35,20 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
-from benchmarks.common import rss_kib, run_load  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    EventIds,
+    connected_json,
+    dumps,
+    heartbeat_json,
+    progress,
+    rss_kib,
+    run_load,
+)
 
 SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -54,10 +60,6 @@ SSE_HEAD = (
 )
 
 
-def _timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _chunk(body: bytes) -> bytes:
     return b"%X\r\n%s\r\n" % (len(body), body)
 
@@ -67,7 +69,7 @@ class Floor:
         self.sessions: dict[str, dict[Any, None]] = {}
         self.count = 0
         self.heartbeat = heartbeat
-        self.last_id: dict[str, tuple[int, int]] = {}
+        self.ids = EventIds()
 
     # -- HTTP ----------------------------------------------------------------
 
@@ -123,11 +125,8 @@ class Floor:
         )
 
     def stream(self, sock: Any, session_id: str) -> None:
-        connected = json.dumps(
-            {"type": "connected", "sessionId": session_id, "timestamp": _timestamp()},
-            separators=(",", ":"),
-        )
-        sock.sendall(SSE_HEAD + _chunk(b"retry: 3000\ndata: %s\n\n" % connected.encode()))
+        connected = connected_json(session_id).encode()
+        sock.sendall(SSE_HEAD + _chunk(b"retry: 3000\ndata: %s\n\n" % connected))
         subscribers = self.sessions.setdefault(session_id, {})
         subscribers[sock] = None
         self.count += 1
@@ -154,14 +153,8 @@ class Floor:
 
     def send(self, session_id: str, data: dict[str, Any]) -> int:
         """Encode one event once and write it to each subscriber socket, now."""
-        s0 = time.time()
-        payload = {"type": "progress", **data, "s0": s0, "timestamp": _timestamp()}
-        now_ms = int(s0 * 1000)
-        last = self.last_id.get(session_id)
-        key = (now_ms, 0) if last is None or now_ms > last[0] else (last[0], last[1] + 1)
-        self.last_id[session_id] = key
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        frame = _chunk(b"id: %d-%d\ndata: %s\n\n" % (key[0], key[1], text.encode()))
+        payload = dumps(progress(data)).encode()
+        frame = _chunk(b"id: %s\ndata: %s\n\n" % (self.ids.next(session_id).encode(), payload))
         subscribers = self.sessions.get(session_id)
         if not subscribers:
             return 0
@@ -173,13 +166,12 @@ class Floor:
         return len(subscribers)
 
     def load(self, body: dict[str, Any]) -> None:
-        run_load(body, self.send)
+        run_load(body, self.send, gevent.sleep)
 
     def heartbeats(self) -> None:
         while True:
             gevent.sleep(self.heartbeat)
-            text = json.dumps({"type": "heartbeat", "timestamp": _timestamp()})
-            frame = _chunk(b"data: %s\n\n" % text.encode())
+            frame = _chunk(b"data: %s\n\n" % heartbeat_json().encode())
             for subscribers in list(self.sessions.values()):
                 for sock in list(subscribers):
                     try:

@@ -23,6 +23,7 @@ import socket
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,11 @@ class Control:
     sock: socket.socket
     raw: bytes = b""
     done: bool = False
+
+    @property
+    def status(self) -> int:
+        """The response's status code (0 before an answer)."""
+        return int(self.raw[9:12]) if self.raw.startswith(b"HTTP/") else 0
 
     def json(self) -> Any:
         head, _, body = self.raw.partition(b"\r\n\r\n")
@@ -98,25 +104,47 @@ class LoadClient:
         *,
         max_inflight: int = 256,
         timeout: float = 120.0,
+        stall: float = 15.0,
         stalled: set[int] | None = None,
         stalled_rcvbuf: int = 4096,
+        held: Callable[[], int] | None = None,
     ) -> float:
-        """Open one stream per path and wait for each one's first frame.
+        """Open one stream per path and wait until the server holds each one.
+
+        A stream is held once its first frame arrived. A server that sends nothing
+        before the first event (flask-sse) is asked instead: ``held()`` is how many
+        of these streams it holds (polled every 50 ms), and the streams count as
+        connected when this returns. At most ``max_inflight`` streams are opening at
+        once. It gives up after ``timeout`` or when nothing settled for ``stall``
+        seconds (a server that stopped accepting), leaving the rest unconnected.
 
         ``stalled`` holds indexes of streams that are never read after their first
         frame (a tiny receive buffer makes them fill up fast).
 
-        :returns: the seconds it took until every stream was connected (or failed).
+        :returns: the seconds until the last stream was held (or failed); a wait
+            for a stalled server is not counted.
         """
         stalled = stalled or set()
         start = time.monotonic()
         deadline = start + timeout
-        settled_before = self.settled
+        settled_before, failed_before = self.settled, self.failed
         pending = list(enumerate(paths))
         pending.reverse()
-        started = 0
-        while time.monotonic() < deadline:
-            inflight = started - (self.settled - settled_before)
+        started = count = 0
+        next_poll = progress_at = start
+        progress = -1
+        while (now := time.monotonic()) < deadline:
+            if held is None:
+                done = self.settled - settled_before
+            else:
+                if now >= next_poll:
+                    count, next_poll = held(), now + 0.05
+                done = count + self.failed - failed_before
+            if done != progress:
+                progress, progress_at = done, now
+            elif now - progress_at > stall:
+                break
+            inflight = started - done
             if not pending and inflight <= 0:
                 break
             while pending and inflight < max_inflight:
@@ -125,7 +153,13 @@ class LoadClient:
                 started += 1
                 inflight += 1
             self.pump_once(0.01)
-        return time.monotonic() - start
+        if held is not None:
+            for stream in self.streams.values():
+                if not (stream.connecting or stream.connected):
+                    stream.connected = True
+                    self.connected += 1
+                    self.settled += 1
+        return progress_at - start
 
     def _connect(self, path: str, stalled: bool, rcvbuf: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -196,6 +230,12 @@ class LoadClient:
             raise TimeoutError(f"{method} {path}: no answer in {timeout} s")
         return control.json()
 
+    def status_of(self, control: Control, timeout: float = 10.0) -> int:
+        """Read until ``control``'s answer is in (the streams meanwhile); its status
+        code, 0 if none came within ``timeout``."""
+        self.pump(lambda: control.done, timeout)
+        return control.status
+
     # -- the loop --------------------------------------------------------------
 
     def reset_tally(self) -> Tally:
@@ -210,6 +250,23 @@ class LoadClient:
             if left <= 0:
                 return bool(until())
             self.pump_once(min(0.05, left))
+        return True
+
+    def drain(self, expected: int, timeout: float, quiet: float = 3.0) -> bool:
+        """Read until the tally counts ``expected`` deliveries; returns whether it does.
+
+        Lost events are not waited for: it gives up after ``timeout``, or once no
+        delivery arrived for ``quiet`` seconds.
+        """
+        start = last_change = time.monotonic()
+        seen = self.tally.deliveries
+        while self.tally.deliveries < expected:
+            now = time.monotonic()
+            if now - start >= timeout or now - last_change >= quiet:
+                return False
+            self.pump_once(0.05)
+            if self.tally.deliveries != seen:
+                seen, last_change = self.tally.deliveries, time.monotonic()
         return True
 
     def pump_for(self, seconds: float) -> None:
@@ -271,6 +328,8 @@ class LoadClient:
                         tally.heartbeats += 1
                     continue
                 end = frame.find(b",", at)
+                if end < 0:  # "s0" is the last key
+                    end = frame.find(b"}", at)
                 s0 = float(frame[at + 5 : end])
                 stream.events += 1
                 tally.deliveries += 1

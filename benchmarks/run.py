@@ -1,16 +1,21 @@
-"""Run the workloads against the floor and ours, side by side, and write the results.
+"""Run the workloads against the floors, ours and the competitors, side by side, and
+write the results.
 
-    python -m benchmarks.run              # the full run (several minutes)
-    python -m benchmarks.run --quick      # small N, one repetition, about half a minute
+    python -m benchmarks.run              # the full run, competitors included (40-45 min)
+    python -m benchmarks.run --quick      # small N, one repetition, no competitors (~1 min)
+    python -m benchmarks.run --quick --competitors   # the competitors too, at small N
 
-Writes ``<out>/<date>-<name>.json`` (every figure, every repetition) and
-``<out>/LATEST.md`` (the summary against the targets of BENCHMARKS.md).
+Writes ``<out>/<date>-<name>.json`` (every figure, every repetition),
+``<out>/LATEST.md`` (the summary against the targets of BENCHMARKS.md) and the plots
+(``w1-memory.png``, ``w2-fanout.png``; with the run's name in them unless it is
+``full``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -23,10 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .loadclient import LoadClient, percentile
-from .report import evaluate, write_summary
-from .servers import CLIENT_CPU, Server
+from . import plots
+from .competitors import COMPETITORS, requirements, versions
+from .loadclient import LoadClient, Tally, percentile
+from .report import evaluate, rep_ratios, write_summary
+from .servers import CLIENT_CPU, SERVER_CPU, Server, log
 
+# W1 adds the Flask floor; the competitors join W1-W4 when they run.
 KINDS = ("floor", "ours")
 PAYLOAD = {"step": "transcoding", "pct": 42, "detail": "x" * 80}
 
@@ -67,7 +75,7 @@ FULL = Plan(
     reps=3,
     w1_sizes=(1000, 5000, 10000),
     w1_idle_seconds=10,
-    w2_sizes=(1000, 5000, 10000),
+    w2_sizes=(1000, 2000, 5000, 10000),
     w2_broadcasts=5,
     w4_sessions=1000,
     w4_listeners=5,
@@ -77,7 +85,7 @@ FULL = Plan(
     w3_connections=5000,
     w3_rate=1000,
     w3_seconds=5,
-    w3_ramp=(1000, 2000, 4000, 8000, 16000),
+    w3_ramp=(1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000),
     w3_ramp_seconds=3,
     w6_connections=200,
     w6_sessions=2,
@@ -133,25 +141,52 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def median(values: list[float]) -> float:
-    return float(statistics.median(values)) if values else 0.0
+def median(values: list[float | None]) -> float | None:
+    """The median of the values there are (``None`` for a figure a run could not
+    take, such as a latency without deliveries); ``None`` if there is none."""
+    present = [value for value in values if value is not None]
+    return float(statistics.median(present)) if present else None
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+def connect(
+    server: Server, client: LoadClient, session_ids: list[str], **options: Any
+) -> tuple[float, int]:
+    """Open one stream per session id and wait until the server holds each one.
+
+    :returns: the seconds it took, and how many streams the server holds: those
+        that got their first frame, or for flask-sse (which sends nothing before
+        the first event) its subscribers in Redis.
+    """
+    paths = [server.stream_path(session_id) for session_id in session_ids]
+    count = server.held(session_ids)
+    if count is None:
+        return client.open(paths, **options), client.connected
+    before = count()
+    seconds = client.open(paths, held=lambda: count() - before, **options)
+    return seconds, min(client.connected, count() - before)
 
 
-def paths(session_of: Callable[[int], str], count: int) -> list[str]:
-    return [f"/api/stream/{session_of(index)}" for index in range(count)]
+def delivered(tally: Tally) -> dict[str, Any]:
+    """The deliveries since the tally was reset and their timing (``None`` without any)."""
+    if not tally.deliveries:
+        return dict.fromkeys(("to_first_ms", "to_last_ms", "p50_ms", "p99_ms", "max_ms"))
+    return {
+        "to_first_ms": ms(tally.first_recv - tally.min_s0),
+        "to_last_ms": ms(tally.last_recv - tally.min_s0),
+        "p50_ms": ms(percentile(tally.latencies, 50)),
+        "p99_ms": ms(percentile(tally.latencies, 99)),
+        "max_ms": ms(max(tally.latencies)),
+    }
 
 
 def warm_up(server: Server) -> None:
-    """One connection and one broadcast, so that lazy set-up is not measured."""
+    """Two connections and one broadcast, so that lazy set-up is not measured."""
     client = LoadClient(server.port)
     try:
-        client.open(paths(lambda _: "warmup", 2))
-        client.call("POST", "/publish/warmup", {"data": PAYLOAD})
-        client.pump(lambda: client.tally.deliveries >= 2, 5)
+        _, connected = connect(server, client, ["warmup", "warmup"])
+        if server.publishes:
+            client.call("POST", "/publish/warmup", {"data": PAYLOAD})
+            client.drain(connected, 5)
     finally:
         client.close()
     time.sleep(0.3)
@@ -163,28 +198,32 @@ def warm_up(server: Server) -> None:
 def w1_idle(kind: str, size: int, plan: Plan) -> dict[str, Any]:
     with Server(kind) as server:
         warm_up(server)
-        rss_before = server.rss_kib()
+        before = server.rss_kib_by_process()
         client = LoadClient(server.port)
         try:
-            seconds = client.open(paths(lambda i: f"idle{i // 2}", size))
+            seconds, connected = connect(server, client, [f"idle{i // 2}" for i in range(size)])
             client.pump_for(1.0)
-            rss_open = server.rss_kib()
+            opened = server.rss_kib_by_process()
             cpu_start = server.cpu_seconds()
             client.reset_tally()
             client.pump_for(plan.w1_idle_seconds)
             cpu = server.cpu_seconds() - cpu_start
             heartbeats = client.tally.heartbeats
-            connected = client.connected
             failed = client.failed
+            refused = {str(status): count for status, count in client.refused.items()}
         finally:
             client.close()
+    rss_before, rss_open = sum(before.values()), sum(opened.values())
     return {
+        "size": size,
         "connections": connected,
         "failed": failed,
+        "refused_by_status": refused,
         "connect_seconds": round(seconds, 3),
         "connect_rate": round(connected / seconds, 1) if seconds else 0.0,
         "rss_before_kib": rss_before,
         "rss_open_kib": rss_open,
+        "rss_kib_by_process": {name: [before[name], opened[name]] for name in before},
         "rss_per_connection_bytes": round((rss_open - rss_before) * 1024 / max(1, connected)),
         "idle_seconds": plan.w1_idle_seconds,
         "idle_cpu_percent": round(cpu / plan.w1_idle_seconds * 100, 2),
@@ -201,30 +240,30 @@ def w2_hot(kind: str, size: int, plan: Plan) -> dict[str, Any]:
         warm_up(server)
         client = LoadClient(server.port)
         try:
-            client.open(paths(lambda _: "hot", size))
-            connected = client.connected
+            _, connected = connect(server, client, ["hot"] * size)
             client.pump_for(0.5)
             for _ in range(plan.w2_broadcasts):
                 client.reset_tally()
-                client.request("POST", "/publish/hot", {"data": PAYLOAD})
-                client.pump(lambda: client.tally.deliveries >= connected, 30)
-                tally = client.tally
+                control = client.request("POST", "/publish/hot", {"data": PAYLOAD})
+                client.drain(connected, 30)
                 broadcasts.append(
                     {
-                        "deliveries": tally.deliveries,
-                        "to_last_ms": ms(tally.last_recv - tally.min_s0),
-                        "to_first_ms": ms(tally.first_recv - tally.min_s0),
-                        "p50_ms": ms(percentile(tally.latencies, 50)),
-                        "p99_ms": ms(percentile(tally.latencies, 99)),
+                        "deliveries": client.tally.deliveries,
+                        **delivered(client.tally),
+                        "publish_status": client.status_of(control),
                     }
                 )
                 client.pump_for(0.3)
+            failed = client.failed
         finally:
             client.close()
     return {
+        "size": size,
         "connections": connected,
+        "failed": failed,
         "expected_per_broadcast": connected,
         "broadcasts": broadcasts,
+        "expected": connected * len(broadcasts),
         "deliveries": sum(b["deliveries"] for b in broadcasts),
         "to_last_ms": median([b["to_last_ms"] for b in broadcasts]),
         "p50_ms": median([b["p50_ms"] for b in broadcasts]),
@@ -242,31 +281,35 @@ def w4_bursts(kind: str, plan: Plan) -> dict[str, Any]:
         warm_up(server)
         client = LoadClient(server.port)
         try:
-            client.open(paths(lambda i: sessions[i % len(sessions)], size))
-            connected = client.connected
+            listeners = [sessions[i % len(sessions)] for i in range(size)]
+            _, connected = connect(server, client, listeners)
             expected = connected * plan.w4_events
             client.pump_for(0.5)
             client.reset_tally()
-            client.request(
+            control = client.request(
                 "POST",
                 "/publish-many",
                 {"sessions": sessions, "count": plan.w4_events, "data": PAYLOAD},
             )
-            client.pump(lambda: client.tally.deliveries >= expected, 120)
+            client.drain(expected, 120)
+            status = client.status_of(control)
             tally = client.tally
         finally:
             client.close()
-    seconds = tally.last_recv - tally.min_s0
+    seconds = tally.last_recv - tally.min_s0 if tally.deliveries else 0.0
+    figures = delivered(tally)
     return {
+        "size": size,
         "connections": connected,
         "sessions": len(sessions),
         "events_per_session": plan.w4_events,
         "expected": expected,
         "deliveries": tally.deliveries,
+        "publish_status": status,
         "seconds": round(seconds, 4),
         "events_per_second": round(tally.deliveries / seconds, 1) if seconds > 0 else 0.0,
-        "p50_ms": ms(percentile(tally.latencies, 50)),
-        "p99_ms": ms(percentile(tally.latencies, 99)),
+        "p50_ms": figures["p50_ms"],
+        "p99_ms": figures["p99_ms"],
     }
 
 
@@ -285,7 +328,9 @@ def w7_churn(kind: str, plan: Plan) -> dict[str, Any]:
             def cycles(count: int, every: int = 0) -> int:
                 done = 0
                 for round_ in range(count // batch):
-                    client.open(paths(lambda i, r=round_: f"churn{r}-{i % 10}", batch))
+                    client.open(
+                        [server.stream_path(f"churn{round_}-{i % 10}") for i in range(batch)]
+                    )
                     done += client.close_some(batch, reset=False)
                     if every and done % every == 0:
                         checkpoints.append((done, server.rss_kib()))
@@ -336,8 +381,9 @@ def w3_many(kind: str, plan: Plan) -> dict[str, Any]:
         warm_up(server)
         client = LoadClient(server.port)
         try:
-            client.open(paths(lambda i: sessions[i % len(sessions)], size))
-            connected = client.connected
+            _, connected = connect(
+                server, client, [sessions[i % len(sessions)] for i in range(size)]
+            )
             client.pump_for(0.5)
 
             def hold(rate: int, seconds: float, seed: int) -> dict[str, Any]:
@@ -345,19 +391,22 @@ def w3_many(kind: str, plan: Plan) -> dict[str, Any]:
                 client.reset_tally()
                 body = {"sessions": sessions, "rate": rate, "seconds": seconds, "seed": seed}
                 client.call("POST", "/load", {**body, "data": PAYLOAD})
-                client.pump(lambda: client.tally.deliveries >= expected, seconds + 10)
+                client.drain(expected, seconds + 10)
                 tally = client.tally
-                late = tally.last_recv - (tally.min_s0 + seconds)
-                p99 = percentile(tally.latencies, 99)
+                figures = delivered(tally)
+                every = tally.deliveries >= expected
+                p99 = figures["p99_ms"]
+                late = tally.last_recv - (tally.min_s0 + seconds) if tally.deliveries else 0.0
                 return {
                     "rate": rate,
                     "seconds": seconds,
                     "expected": expected,
                     "deliveries": tally.deliveries,
-                    "p50_ms": ms(percentile(tally.latencies, 50)),
-                    "p99_ms": ms(p99),
-                    "max_ms": ms(max(tally.latencies, default=0.0)),
-                    "held": tally.deliveries >= expected and p99 < 0.05 and late < 0.25,
+                    "p50_ms": figures["p50_ms"],
+                    "p99_ms": p99,
+                    "max_ms": figures["max_ms"],
+                    "held": every and p99 is not None and p99 < 50 and late < 0.25,
+                    "held_2ms": every and p99 is not None and p99 <= 2,
                 }
 
             at_target = hold(plan.w3_rate, plan.w3_seconds, 1)
@@ -369,13 +418,15 @@ def w3_many(kind: str, plan: Plan) -> dict[str, Any]:
                 client.pump_for(0.5)
         finally:
             client.close()
-    held = [s["rate"] for s in steps if s["held"]]
     return {
+        "size": size,
         "connections": connected,
         "sessions": len(sessions),
         "at_rate": at_target,
         "ramp": steps,
-        "highest_rate_held": max(held, default=0),
+        "p99_ms_at_rate": at_target["p99_ms"],
+        "highest_rate_held": max((s["rate"] for s in steps if s["held"]), default=0),
+        "highest_rate_held_2ms": max((s["rate"] for s in steps if s["held_2ms"]), default=0),
     }
 
 
@@ -391,8 +442,8 @@ def w6_slow(plan: Plan, stall: bool) -> dict[str, Any]:
         rss_before = server.rss_kib()
         client = LoadClient(server.port)
         try:
-            client.open(paths(lambda i: sessions[i % len(sessions)], size), stalled=stalled)
-            connected = client.connected
+            listeners = [sessions[i % len(sessions)] for i in range(size)]
+            _, connected = connect(server, client, listeners, stalled=stalled)
             client.pump_for(0.5)
             client.reset_tally()
             body = {"sessions": sessions, "rate": plan.w6_rate, "seconds": plan.w6_seconds}
@@ -443,12 +494,33 @@ def repeat(reps: int, label: str, job: Callable[[], dict[str, Any]]) -> list[dic
     return runs
 
 
-def med(runs: list[dict[str, Any]], key: str) -> float:
-    return median([float(run[key]) for run in runs])
+def med(runs: list[dict[str, Any]], key: str) -> float | None:
+    return median([run[key] for run in runs])
 
 
-def run(plan: Plan, only: set[str] | None) -> dict[str, Any]:
+def interleaved(
+    reps: int, kinds: tuple[str, ...], label: str, job: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
+    """``job(kind)`` ``reps`` times for each kind, interleaved so that drifts hit all
+    alike: ``{kind: {"runs": [...]}}``."""
+    entry: dict[str, Any] = {kind: {"runs": []} for kind in kinds}
+    for rep in range(reps):
+        for kind in kinds:
+            log(f"{label} {kind} rep {rep + 1}/{reps}")
+            entry[kind]["runs"].append(job(kind))
+    return entry
+
+
+def ratio(entry: dict[str, Any], key: str, name: str, reference: str = "floor") -> None:
+    """Ours over ``reference``, repetition by repetition (``<name>s``) and their median."""
+    ratios = rep_ratios(entry, key, "ours", reference)
+    entry[f"{name}s"] = ratios
+    entry[name] = median(list(ratios))
+
+
+def run(plan: Plan, only: set[str] | None, competitors: tuple[str, ...]) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    kinds = (*KINDS, *competitors)
 
     def wanted(name: str) -> bool:
         return only is None or name in only
@@ -456,70 +528,59 @@ def run(plan: Plan, only: set[str] | None) -> dict[str, Any]:
     if wanted("W1"):
         w1: dict[str, Any] = {}
         for size in plan.w1_sizes:
-            entry: dict[str, Any] = {}
-            for rep in range(plan.reps):
-                for kind in KINDS:  # interleaved, so drifts hit both alike
-                    log(f"W1 idle {kind} N={size} rep {rep + 1}/{plan.reps}")
-                    entry.setdefault(kind, {"runs": []})["runs"].append(w1_idle(kind, size, plan))
-            for kind in KINDS:
-                runs = entry[kind]["runs"]
+            entry = interleaved(
+                plan.reps,
+                ("floor", "flask-floor", "ours", *competitors),
+                f"W1 idle N={size}",
+                functools.partial(w1_idle, size=size, plan=plan),
+            )
+            for figures in entry.values():
                 for key in ("connections", "rss_per_connection_bytes", "idle_cpu_percent",
                             "connect_rate"):  # fmt: skip
-                    entry[kind][key] = med(runs, key)
-            entry["rss_ratio"] = round(
-                entry["ours"]["rss_per_connection_bytes"]
-                / max(1.0, entry["floor"]["rss_per_connection_bytes"]),
-                3,
-            )
+                    figures[key] = med(figures["runs"], key)
+            ratio(entry, "rss_per_connection_bytes", "rss_ratio")
+            ratio(entry, "idle_cpu_percent", "cpu_ratio")
+            ratio(entry, "connect_rate", "connect_ratio", "flask-floor")
             w1[str(size)] = entry
         results["W1"] = w1
 
     if wanted("W2"):
         w2: dict[str, Any] = {}
         for size in plan.w2_sizes:
-            entry = {}
-            for rep in range(plan.reps):
-                for kind in KINDS:
-                    log(f"W2 hot {kind} N={size} rep {rep + 1}/{plan.reps}")
-                    entry.setdefault(kind, {"runs": []})["runs"].append(w2_hot(kind, size, plan))
-            for kind in KINDS:
-                runs = entry[kind]["runs"]
-                for key in ("to_last_ms", "p50_ms", "p99_ms"):
-                    entry[kind][key] = med(runs, key)
-            entry["to_last_ratio"] = round(
-                entry["ours"]["to_last_ms"] / max(1e-9, entry["floor"]["to_last_ms"]), 3
+            entry = interleaved(
+                plan.reps,
+                kinds,
+                f"W2 hot N={size}",
+                functools.partial(w2_hot, size=size, plan=plan),
             )
+            for figures in entry.values():
+                for key in ("connections", "to_last_ms", "p50_ms", "p99_ms"):
+                    figures[key] = med(figures["runs"], key)
+            ratio(entry, "to_last_ms", "to_last_ratio")
             w2[str(size)] = entry
         results["W2"] = w2
 
     if wanted("W4"):
-        entry = {}
-        for rep in range(plan.reps):
-            for kind in KINDS:
-                log(f"W4 bursts {kind} rep {rep + 1}/{plan.reps}")
-                entry.setdefault(kind, {"runs": []})["runs"].append(w4_bursts(kind, plan))
-        for kind in KINDS:
-            entry[kind]["events_per_second"] = med(entry[kind]["runs"], "events_per_second")
-        entry["rate_ratio"] = round(
-            entry["ours"]["events_per_second"] / max(1e-9, entry["floor"]["events_per_second"]),
-            3,
-        )
+        entry = interleaved(plan.reps, kinds, "W4 bursts", lambda kind: w4_bursts(kind, plan))
+        for figures in entry.values():
+            figures["events_per_second"] = med(figures["runs"], "events_per_second")
+        ratio(entry, "events_per_second", "rate_ratio")
         results["W4"] = entry
 
     if wanted("W7"):
         entry = {}
         for kind in KINDS:
-            entry[kind] = {"runs": repeat(1, f"W7 churn {kind}", lambda k=kind: w7_churn(k, plan))}
+            churn = functools.partial(w7_churn, kind, plan)
+            entry[kind] = {"runs": repeat(1, f"W7 churn {kind}", churn)}
             entry[kind].update(entry[kind]["runs"][0])
         results["W7"] = entry
 
     if wanted("W3"):
-        entry = {}
-        for kind in KINDS:
-            entry[kind] = {"runs": repeat(1, f"W3 many {kind}", lambda k=kind: w3_many(k, plan))}
-            first = entry[kind]["runs"][0]
-            entry[kind]["p99_ms_at_rate"] = first["at_rate"]["p99_ms"]
-            entry[kind]["highest_rate_held"] = first["highest_rate_held"]
+        entry = interleaved(plan.reps, kinds, "W3 many", lambda kind: w3_many(kind, plan))
+        for figures in entry.values():
+            for key in ("p99_ms_at_rate", "highest_rate_held", "highest_rate_held_2ms"):
+                figures[key] = med(figures["runs"], key)
+        ratio(entry, "highest_rate_held_2ms", "rate_2ms_ratio")
         results["W3"] = entry
 
     if wanted("W6"):
@@ -543,6 +604,19 @@ def run(plan: Plan, only: set[str] | None) -> dict[str, Any]:
     if wanted("W5"):
         results["W5"] = w5_redis(plan)
     return results
+
+
+def describe_competitors(competitors: tuple[str, ...]) -> dict[str, Any]:
+    """Each competitor's installed versions and what its server reports of itself
+    (sse-starlette: the event loop and HTTP implementation uvicorn chose); installs
+    them on first use."""
+    described: dict[str, Any] = {}
+    for kind in competitors:
+        found = versions(kind)
+        with Server(kind) as server:
+            runtime = {key: server.info[key] for key in ("loop", "http") if key in server.info}
+        described[kind] = {"requirements": requirements(kind), "versions": found, **runtime}
+    return described
 
 
 def w5_redis(plan: Plan) -> dict[str, Any]:
@@ -614,7 +688,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
         "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        "pinning": f"server on CPU 0, client on CPU {CLIENT_CPU}",
+        "pinning": f"server on CPU {SERVER_CPU} (flask-sse's redis-server too), client on"
+        f" CPU {CLIENT_CPU}",
     }
 
 
@@ -625,7 +700,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated workloads, e.g. W1,W2")
     parser.add_argument("--name", help="results file name part (default: quick or full)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--competitors",
+        action=argparse.BooleanOptionalAction,
+        help="run sse-starlette and flask-sse in W1-W4 (default: in the full run, not with"
+        " --quick); the first run installs them into ~/.cache/flask-sse-sessions-bench",
+    )
     args = parser.parse_args(argv)
+    plots.require()
 
     plan = QUICK if args.quick else FULL
     if args.reps:
@@ -640,8 +722,15 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     name = args.name or ("quick" if args.quick else "full")
-    log(f"benchmark run '{name}', reps={plan.reps}")
-    figures = run(plan, only)
+    with_competitors = not args.quick if args.competitors is None else args.competitors
+    if only is not None and not only & {"W1", "W2", "W3", "W4"}:
+        with_competitors = False  # they run in W1-W4 only
+    competitors = COMPETITORS if with_competitors else ()
+    log(
+        f"benchmark run '{name}', reps={plan.reps}, competitors: {', '.join(competitors) or 'none'}"
+    )
+    described = describe_competitors(competitors)
+    figures = run(plan, only, competitors)
     duration = time.time() - started
     document = {
         "name": name,
@@ -650,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_seconds": round(duration, 1),
         "machine": machine(),
         "plan": plan.__dict__,
+        "competitors": described,
         "workloads": figures,
     }
     document["targets"] = evaluate(document)
@@ -657,8 +747,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     path = args.out / f"{stamp}-{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
-    write_summary(document, args.out / "LATEST.md", path.name)
-    log(f"wrote {path} and {args.out / 'LATEST.md'} in {duration:.0f} s")
+    suffix = "" if name == "full" else f"-{name}"
+    images = plots.write_plots(document, args.out, suffix)
+    write_summary(document, args.out / "LATEST.md", path.name, [image.name for image in images])
+    log(f"wrote {path}, {args.out / 'LATEST.md'} and {len(images)} plots in {duration:.0f} s")
     return 0
 
 
