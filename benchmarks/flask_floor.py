@@ -7,8 +7,9 @@ Run exactly as ours is (``gunicorn -k gevent -w 1 --worker-connections 20000
 ``X-Accel-Buffering: no``, chunked by gunicorn; ``retry: 3000`` and the
 connected event), then each stream's greenlet sleeps and writes the same
 heartbeat every ``SSE_BENCH_HEARTBEAT`` seconds (5 by default), as ours does.
-It publishes nothing: it is the reference for what a connection costs in the
-framework (memory, idle CPU, connect rate) and runs in W1 only.
+It has the same ``SECRET_KEY`` as ours. It publishes nothing: it is the
+reference for what a connection costs in the framework (memory, idle CPU,
+connect rate) and runs in W1 only.
 
 ``GET /debug/stats``: ``{"connections", "pid", "rss_kib"}``.
 """
@@ -29,6 +30,9 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def create_app() -> Flask:
     app = Flask(__name__)
+    # The same secret key as ours: an app that streams with signed URLs has
+    # one, and with it Flask opens the session cookie on every request.
+    app.config["SECRET_KEY"] = "benchmark"
     heartbeat = float(os.environ.get("SSE_BENCH_HEARTBEAT", "5"))
     open_streams = [0]
 

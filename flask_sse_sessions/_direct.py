@@ -187,7 +187,7 @@ class Flusher:
             now = time.monotonic()
             # The connections of one session usually get the same run of
             # events: it is framed once, and counted once per run.
-            runs: dict[tuple[EventKey, EventKey], _Run] = {}
+            runs: dict[tuple[str, EventKey, EventKey], _Run] = {}
             for conn in conns:
                 conn.flushing = False
                 if not _write_queued(conn, now, runs):
@@ -214,7 +214,7 @@ class _Run:
 
 
 def _write_queued(
-    conn: Connection, now: float, runs: dict[tuple[EventKey, EventKey], _Run]
+    conn: Connection, now: float, runs: dict[tuple[str, EventKey, EventKey], _Run]
 ) -> bool:
     """Write what is queued for an idle connection; False if its stream must run."""
     events = conn.pending
@@ -236,7 +236,8 @@ def _write_queued(
     if first == len(events):
         return True
     conn.cursor = cursor
-    key = (events[first].key, events[-1].key)
+    # Ids are per session (with Redis, two sessions may both have 1-0).
+    key = (conn.session_id, events[first].key, events[-1].key)
     run = runs.get(key)
     if run is None:
         run = runs[key] = _Run(events[first:])
