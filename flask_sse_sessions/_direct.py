@@ -37,8 +37,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._events import Event, EventKey
+
 if TYPE_CHECKING:
-    from ._events import Event, EventKey
     from ._registry import Connection, Registry
 
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
@@ -161,35 +162,48 @@ class Flusher:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        self._conns: list[Connection] = []
+        # The connections to write at the end of this turn of the loop; the
+        # registry appends to it (with its lock held, in the hub's thread)
+        # and calls schedule() when it was empty.
+        self.queue: list[Connection] = []
 
-    def add(self, conn: Connection) -> None:
-        """Write ``conn``'s queued events at the end of this turn of the loop.
-
-        Called with the registry's lock held, from a greenlet of the hub's thread.
-        """
-        conns = self._conns
-        conns.append(conn)
-        if len(conns) == 1:
-            self._schedule()
-
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
         hub_loop().run_callback(self._flush)
 
     def _flush(self) -> None:
         registry = self._registry
         # In the hub: the lock is free unless a thread outside gevent holds it.
         if not registry.lock.acquire(blocking=False):
-            self._schedule()
+            self.schedule()
             return
         try:
-            conns, self._conns = self._conns, []
+            conns, self.queue = self.queue, []
             now = time.monotonic()
             # The connections of one session usually get the same run of
             # events: it is framed once, and counted once per run.
             runs: dict[tuple[str, EventKey, EventKey], _Run] = {}
+            last: Event | None = None
+            run: _Run | None = None
             for conn in conns:
                 conn.flushing = False
+                events = conn.pending
+                # The common case, short: one event, the one after the cursor.
+                if (
+                    len(events) == 1
+                    and conn.idle
+                    and not (conn.lagging or conn.unsent or conn.closed or conn.draining)
+                ):
+                    event = events[0]
+                    if event is not last:
+                        last = event
+                        run = None if event.terminal else _run(runs, conn.session_id, events)
+                    if run is not None and event.prev is not None and event.prev == conn.cursor:
+                        events.clear()
+                        conn.cursor = event.key
+                        run.writes += 1
+                        if not send_now(conn, run.chunk, now):
+                            conn.wake()
+                        continue
                 if not _write_queued(conn, now, runs):
                     conn.wake()
         finally:
@@ -236,10 +250,18 @@ def _write_queued(
     if first == len(events):
         return True
     conn.cursor = cursor
-    # Ids are per session (with Redis, two sessions may both have 1-0).
-    key = (conn.session_id, events[first].key, events[-1].key)
-    run = runs.get(key)
-    if run is None:
-        run = runs[key] = _Run(events[first:])
+    run = _run(runs, conn.session_id, events[first:])
     run.writes += 1
     return send_now(conn, run.chunk, now)
+
+
+def _run(
+    runs: dict[tuple[str, EventKey, EventKey], _Run], session_id: str, events: list[Event]
+) -> _Run:
+    """The run of ``events`` (of ``session_id``) in this flush, framed once."""
+    # Ids are per session (with Redis, two sessions may both have 1-0).
+    key = (session_id, events[0].key, events[-1].key)
+    run = runs.get(key)
+    if run is None:
+        run = runs[key] = _Run(events)
+    return run

@@ -18,6 +18,9 @@ from . import _wire
 EventKey = tuple[int, int]
 """An id as ``(milliseconds, sequence)``: the order of events within a session."""
 
+EventRecord = tuple[EventKey, str, str, "EventKey | None", bytes]
+"""An event as history keeps it: ``(key, type, json, prev, frame)``."""
+
 TERMINAL = "complete"
 RESERVED_TYPES = frozenset({"connected", "heartbeat", "reset"})
 """Types the stream itself sends; publishing them would confuse clients."""
@@ -130,14 +133,38 @@ class Event:
     __slots__ = ("frame", "id", "json", "key", "prev", "type")
 
     def __init__(
-        self, key: EventKey, type: str, json_text: str, prev: EventKey | None = None
+        self,
+        key: EventKey,
+        type: str,
+        json_text: str,
+        prev: EventKey | None = None,
+        frame: bytes | None = None,
     ) -> None:
         self.key = key
         self.id = format_event_id(key)
         self.type = type
         self.json = json_text
         self.prev = prev
-        self.frame = _wire.encode(json_text, id=self.id)
+        self.frame = _wire.encode(json_text, id=self.id) if frame is None else frame
+
+    @property
+    def record(self) -> EventRecord:
+        """The event as a plain tuple, which the garbage collector stops
+        tracking: what a history keeps (see :meth:`from_record`)."""
+        return (self.key, self.type, self.json, self.prev, self.frame)
+
+    @classmethod
+    def from_record(cls, record: EventRecord) -> Event:
+        return cls(*record)
+
+    def __eq__(self, other: object) -> bool:
+        """Events are values: one read back from history equals the one published."""
+        if not isinstance(other, Event):
+            return NotImplemented
+        return self is other or self.record == other.record
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     @property
     def terminal(self) -> bool:

@@ -9,14 +9,18 @@ from collections.abc import Callable
 from typing import Any
 
 from ._backend import Backend, Deliver
-from ._events import Event, EventKey, next_event_id
+from ._events import Event, EventKey, EventRecord, next_event_id
 
 
 class _History:
+    """The stored events of one session, as records: plain tuples of atoms,
+    which Python's garbage collector stops tracking, so that a full history
+    of every session costs no time in its collections."""
+
     __slots__ = ("events", "evicted", "expires")
 
     def __init__(self, size: int) -> None:
-        self.events: deque[Event] = deque(maxlen=size)
+        self.events: deque[EventRecord] = deque(maxlen=size)
         # The newest event the size bound pushed out: a client that has it
         # misses nothing that is not stored.
         self.evicted: EventKey | None = None
@@ -78,31 +82,33 @@ class MemoryBackend(Backend):
                     self._sessions.popitem(last=False)
                     self.evicted += 1
             events = history.events
-            prev = events[-1].key if events else None
+            prev = events[-1][0] if events else None
             event = Event(next_event_id(self._last), type, json_text, prev)
             self._last = event.key
             if len(events) == events.maxlen:
-                history.evicted = events[0].key
-            events.append(event)
+                history.evicted = events[0][0]
+            events.append(event.record)
             history.expires = now + self._ttl
             self._sessions[session_id] = history
             return self._deliver(session_id, event)
 
     def latest(self, session_id: str) -> Event | None:
         history = self._live(session_id)
-        return history.events[-1] if history is not None else None
+        if history is None or not history.events:
+            return None
+        return Event.from_record(history.events[-1])
 
     def history(self, session_id: str, after: EventKey | None) -> list[Event] | None:
         history = self._live(session_id)
         if history is None:
             return None if after is not None else []
         with self._lock:
-            events, evicted = list(history.events), history.evicted
+            records, evicted = list(history.events), history.evicted
         if after is None or after == evicted:
-            return events
-        for index, event in enumerate(events):
-            if event.key == after:
-                return events[index + 1 :]
+            return [Event.from_record(record) for record in records]
+        for index, record in enumerate(records):
+            if record[0] == after:
+                return [Event.from_record(record) for record in records[index + 1 :]]
         return None
 
     def subscribe(self, session_id: str) -> None:

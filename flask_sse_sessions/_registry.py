@@ -245,6 +245,8 @@ class Registry:
         """
         limit = self._config.queue_size
         in_hub = _native_thread() == self._hub_thread
+        direct = self._flusher.queue
+        queued = len(direct)
         with self.lock:
             conns = self._sessions.get(session_id)
             if not conns:
@@ -257,7 +259,7 @@ class Registry:
                         continue  # the direct writer has it already
                     if conn.idle and conn.out is not None and in_hub:
                         conn.flushing = True
-                        self._flusher.add(conn)
+                        direct.append(conn)
                     else:
                         conn.wake()
                     continue
@@ -276,6 +278,8 @@ class Registry:
                 ):
                     self.dropped += 1
                     conn.disconnect()
+            if not queued and direct:
+                self._flusher.schedule()
             return len(conns)
 
     def drain(self) -> None:
@@ -306,38 +310,41 @@ class Registry:
         with self.lock:
             conn.lagging = max(conn.lagging, 1)
 
-    def beat(self, conn: Connection, now: float) -> float | None:
-        """The heartbeat clock's turn at ``conn``: end it past its deadline,
-        or write a heartbeat when it has been silent for the interval.
+    def beat(self, entries: list[Any], now: float, again: list[Any]) -> None:
+        """The heartbeat clock's turn at connections of this registry: end
+        those past their deadline, write a heartbeat to those silent for the
+        interval.
 
-        :returns: when the clock should look at it again; None: never.
+        ``entries`` are the clock's ``(when, order, registry, conn)``; those
+        to look at again go to ``again``, with their new time.
         """
-        if conn.closed or conn.ended:
-            return None
-        if now >= conn.deadline:
-            conn.expired = True
-            conn.wake()
-            return None
         interval = self._config.heartbeat_interval
-        due = conn.last_output + interval
-        if now < due:
-            return min(due, conn.deadline)
+        direct = _native_thread() == self._hub_thread
         with self.lock:
-            if not conn.idle:
-                pass  # the stream is writing, or is about to
-            elif (
-                conn.out is not None
-                and not conn.pending
-                and not conn.unsent
-                and not conn.lagging
-                and _native_thread() == self._hub_thread
-            ):
-                if not send_now(conn, self._heartbeat_chunk(now), now):
+            for entry in entries:
+                conn = entry[3]
+                if conn.closed or conn.ended:
+                    continue
+                if now >= conn.deadline:
+                    conn.expired = True
                     conn.wake()
-            else:
-                conn.heartbeat_due = True
-                conn.wake()
-        return min(now + interval, conn.deadline)
+                    continue
+                due = conn.last_output + interval
+                if now >= due:
+                    due = now + interval
+                    if not conn.idle:
+                        pass  # the stream is writing, or is about to
+                    elif (
+                        direct
+                        and conn.out is not None
+                        and not (conn.pending or conn.unsent or conn.lagging)
+                    ):
+                        if not send_now(conn, self._heartbeat_chunk(now), now):
+                            conn.wake()
+                    else:
+                        conn.heartbeat_due = True
+                        conn.wake()
+                again.append((min(due, conn.deadline), entry[1], self, conn))
 
     def _heartbeat_chunk(self, now: float) -> bytes:
         """The framed heartbeat, built once per turn of the clock (its

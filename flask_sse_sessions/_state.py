@@ -68,8 +68,10 @@ class State:
 
     def _deliver(self, session_id: str, event: Event) -> int:
         reached = 0
-        for _, value in BUS.send(self.app, session_id=session_id, event=event):
-            reached = value
+        # Signal.send would check each receiver for a coroutine at every
+        # event; the bus's receivers are the registries' own fan-outs.
+        for receiver in BUS.receivers_for(self.app):
+            reached = receiver(self.app, session_id=session_id, event=event)
         if event_broadcast.receivers:
             try:
                 event_broadcast.send(self.app, session_id=session_id, event=event)
