@@ -18,8 +18,9 @@ from . import _wire
 EventKey = tuple[int, int]
 """An id as ``(milliseconds, sequence)``: the order of events within a session."""
 
-EventRecord = tuple[EventKey, str, str, "EventKey | None", bytes]
-"""An event as history keeps it: ``(key, type, json, prev, frame)``."""
+EventRecord = tuple[int, int, str, str, "int | None", "int | None", bytes]
+"""An event as history keeps it: ``(*key, type, json, *prev, frame)``, with
+``(None, None)`` for no ``prev``."""
 
 TERMINAL = "complete"
 RESERVED_TYPES = frozenset({"connected", "heartbeat", "reset"})
@@ -149,13 +150,16 @@ class Event:
 
     @property
     def record(self) -> EventRecord:
-        """The event as a plain tuple, which the garbage collector stops
-        tracking: what a history keeps (see :meth:`from_record`)."""
-        return (self.key, self.type, self.json, self.prev, self.frame)
+        """The event as a flat tuple of atoms, which the garbage collector
+        stops tracking at its first pass: what a history keeps."""
+        prev = self.prev or (None, None)
+        return (*self.key, self.type, self.json, *prev, self.frame)
 
     @classmethod
     def from_record(cls, record: EventRecord) -> Event:
-        return cls(*record)
+        milliseconds, sequence, type, json_text, prev_ms, prev_sequence, frame = record
+        prev = None if prev_ms is None or prev_sequence is None else (prev_ms, prev_sequence)
+        return cls((milliseconds, sequence), type, json_text, prev, frame)
 
     def __eq__(self, other: object) -> bool:
         """Events are values: one read back from history equals the one published."""

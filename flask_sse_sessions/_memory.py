@@ -82,11 +82,11 @@ class MemoryBackend(Backend):
                     self._sessions.popitem(last=False)
                     self.evicted += 1
             events = history.events
-            prev = events[-1][0] if events else None
+            prev = (events[-1][0], events[-1][1]) if events else None
             event = Event(next_event_id(self._last), type, json_text, prev)
             self._last = event.key
             if len(events) == events.maxlen:
-                history.evicted = events[0][0]
+                history.evicted = (events[0][0], events[0][1])
             events.append(event.record)
             history.expires = now + self._ttl
             self._sessions[session_id] = history
@@ -107,7 +107,7 @@ class MemoryBackend(Backend):
         if after is None or after == evicted:
             return [Event.from_record(record) for record in records]
         for index, record in enumerate(records):
-            if record[0] == after:
+            if (record[0], record[1]) == after:
                 return [Event.from_record(record) for record in records[index + 1 :]]
         return None
 
