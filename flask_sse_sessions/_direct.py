@@ -182,24 +182,30 @@ class Flusher:
             # The connections of one session usually get the same run of
             # events: it is framed once, and counted once per run.
             runs: dict[tuple[str, EventKey, EventKey], _Run] = {}
+            # The common case, short: the connections of a session got the
+            # same unbroken run of events, the first right after their cursor.
+            first: Event | None = None
             last: Event | None = None
             run: _Run | None = None
             for conn in conns:
                 conn.flushing = False
                 events = conn.pending
-                # The common case, short: one event, the one after the cursor.
                 if (
-                    len(events) == 1
+                    events
                     and conn.idle
                     and not (conn.lagging or conn.unsent or conn.closed or conn.draining)
                 ):
-                    event = events[0]
-                    if event is not last:
-                        last = event
-                        run = None if event.terminal else _run(runs, conn.session_id, events)
-                    if run is not None and event.prev is not None and event.prev == conn.cursor:
+                    if events[0] is not first or events[-1] is not last:
+                        first, last = events[0], events[-1]
+                        run = _run(runs, conn.session_id, events) if _unbroken(events) else None
+                    if (
+                        run is not None
+                        and run.events == len(events)
+                        and first.prev is not None
+                        and first.prev == conn.cursor
+                    ):
                         events.clear()
-                        conn.cursor = event.key
+                        conn.cursor = last.key
                         run.writes += 1
                         if not send_now(conn, run.chunk, now):
                             conn.wake()
@@ -253,6 +259,16 @@ def _write_queued(
     run = _run(runs, conn.session_id, events[first:])
     run.writes += 1
     return send_now(conn, run.chunk, now)
+
+
+def _unbroken(events: list[Event]) -> bool:
+    """Whether each event follows the one before it, and none ends the stream."""
+    previous = None
+    for event in events:
+        if event.terminal or (previous is not None and event.prev != previous):
+            return False
+        previous = event.key
+    return True
 
 
 def _run(

@@ -10,7 +10,6 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from . import _wire
@@ -53,9 +52,21 @@ def next_event_id(last: EventKey | None, now_ms: int | None = None) -> EventKey:
     return (last[0], last[1] + 1)
 
 
+_second: tuple[int, str] = (0, "")
+
+
 def utc_timestamp() -> str:
-    """Now, as ISO 8601 in UTC with milliseconds: ``2026-11-24T01:24:47.123Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now, as ISO 8601 in UTC with milliseconds: ``2026-11-24T01:24:47.123Z``.
+
+    Every event has one: the part up to the second is formatted once a second.
+    """
+    global _second
+    now = time.time()
+    seconds = int(now)
+    second = _second
+    if second[0] != seconds:
+        second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{second[1]}.{int((now - seconds) * 1000):03d}Z"
 
 
 def dumps(value: object) -> str:
@@ -146,7 +157,12 @@ class Event:
         self.type = type
         self.json = json_text
         self.prev = prev
-        self.frame = _wire.encode(json_text, id=self.id) if frame is None else frame
+        if frame is None:
+            if "\n" in json_text or "\r" in json_text:
+                frame = _wire.encode(json_text, id=self.id)
+            else:  # one data line, as compact JSON always is
+                frame = f"id: {self.id}\ndata: {json_text}\n\n".encode()
+        self.frame = frame
 
     @property
     def record(self) -> EventRecord:
