@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 _IDLE_SECONDS = 5.0
 # The shortest: heartbeats and deadlines are at most this late.
 _TURN_SECONDS = 0.05
+# Closed connections the heap may hold before it sheds them, at least.
+_SHED_AT = 1024
 
 
 class HeartbeatClock:
@@ -42,6 +44,7 @@ class HeartbeatClock:
         self._wake = threading.Event()
         self._next = 0.0
         self._pid = 0
+        self._closed = 0
 
     def add(self, registry: Registry, conn: Connection, when: float) -> None:
         """Look at ``conn`` at ``when`` (``time.monotonic()``) and then on."""
@@ -53,6 +56,18 @@ class HeartbeatClock:
             if when < self._next:
                 self._wake.set()
 
+    def discard(self) -> None:
+        """A connection closed: its entry stays until its time comes, unless
+        closed ones come to outnumber the open, when the heap sheds them all
+        (so that churn costs no memory: amortized O(1) per close)."""
+        with self._lock:
+            self._closed += 1
+            heap = self._heap
+            if self._closed > max(_SHED_AT, len(heap) // 2):
+                heap[:] = [entry for entry in heap if not entry[3].closed]
+                heapq.heapify(heap)
+                self._closed = 0
+
     def __len__(self) -> int:
         return len(self._heap)
 
@@ -63,6 +78,7 @@ class HeartbeatClock:
         # lock, which a greenlet waiting for it would hold the thread on.
         self._pid = os.getpid()
         self._heap = []
+        self._closed = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         threading.Thread(

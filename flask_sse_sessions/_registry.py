@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Any
 
+from ._clock import CLOCK
 from ._config import Config
 from ._counters import Counters
 from ._direct import Flusher, chunk, hub_loop, send_now
@@ -225,7 +226,10 @@ class Registry:
                     del self._users[key]
         conn.pending = []
         conn.closed = True
-        conn.out = None
+        # The heartbeat clock may hold the connection until its next turn
+        # at it: it keeps nothing of the client's but the object itself.
+        conn.out = conn.socket = None
+        CLOCK.discard()
         return True
 
     def take(self, conn: Connection) -> tuple[list[Event], bool]:
