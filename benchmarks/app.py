@@ -18,10 +18,10 @@ import os
 import time
 from typing import Any
 
-import gevent
-from flask import Flask, jsonify, request
+from flask import Flask
 
-from benchmarks.common import rss_kib, run_load
+from benchmarks.common import rss_kib
+from benchmarks.flask_routes import add_control_routes
 from flask_sse_sessions import SSESessions, broadcast_progress, stats
 from flask_sse_sessions._state import BUS
 
@@ -52,43 +52,17 @@ def create_app() -> Flask:
     def send(session_id: str, data: dict[str, Any]) -> int:
         return broadcast_progress(session_id, {**data, "s0": time.time()})
 
-    def publish(session_ids: list[str], body: dict[str, Any]) -> list[int]:
-        data = body.get("data") or {}
-        return [
-            send(session_id, {**data, "n": index})
-            for session_id in session_ids
-            for index in range(body.get("count", 1))
-        ]
-
-    def load(body: dict[str, Any]) -> None:
-        with app.app_context():
-            run_load(body, send, gevent.sleep)
-
-    @app.post("/publish/<session_id>")
-    def publish_one(session_id: str) -> Any:
-        return jsonify(reached=publish([session_id], request.get_json()))
-
-    @app.post("/publish-many")
-    def publish_many() -> Any:
-        body = request.get_json()
-        return jsonify(reached=publish(body["sessions"], body))
-
-    @app.post("/load")
-    def start_load() -> Any:
-        gevent.spawn(load, request.get_json())
-        return jsonify(started=True)
-
-    @app.get("/debug/stats")
-    def debug_stats() -> Any:
-        return jsonify(
-            {
-                **stats(),
-                "receivers": len(BUS.receivers),
-                "watched_sockets": _watched(),
-                "pid": os.getpid(),
-                "rss_kib": rss_kib(),
-            }
-        )
+    add_control_routes(
+        app,
+        send,
+        lambda: {
+            **stats(),
+            "receivers": len(BUS.receivers),
+            "watched_sockets": _watched(),
+            "pid": os.getpid(),
+            "rss_kib": rss_kib(),
+        },
+    )
 
     @app.get("/health")
     def health() -> str:

@@ -80,6 +80,19 @@ def load_ticks(body: dict[str, Any]) -> Iterator[list[tuple[str, dict[str, Any]]
     yield [(rng.choice(sessions), {**data, "n": n}) for n in range(sent, int(seconds * rate))]
 
 
+def publish_all(
+    send: Callable[[str, dict[str, Any]], int], session_ids: list[str], body: dict[str, Any]
+) -> list[int]:
+    """The body of ``POST /publish/<sid>`` and ``POST /publish-many``: ``body["count"]``
+    events (default 1) to each session, ``body["data"]`` with ``"n"``, each ``send``-ed."""
+    data = body.get("data") or {}
+    return [
+        send(session_id, {**data, "n": index})
+        for session_id in session_ids
+        for index in range(body.get("count", 1))
+    ]
+
+
 def run_load(
     body: dict[str, Any],
     send: Callable[[str, dict[str, Any]], object],

@@ -22,11 +22,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import gevent
-from flask import Flask, jsonify, request
+from flask import Flask
 from flask_sse import sse
 
-from benchmarks.common import EventIds, progress, rss_kib, run_load
+from benchmarks.common import EventIds, progress, rss_kib
+from benchmarks.flask_routes import add_control_routes
 
 
 def create_app() -> Flask:
@@ -39,34 +39,5 @@ def create_app() -> Flask:
         payload = progress(data)
         return int(sse.publish(payload, id=ids.next(session_id), channel=session_id))
 
-    def publish(session_ids: list[str], body: dict[str, Any]) -> list[int]:
-        data = body.get("data") or {}
-        return [
-            send(session_id, {**data, "n": index})
-            for session_id in session_ids
-            for index in range(body.get("count", 1))
-        ]
-
-    def load(body: dict[str, Any]) -> None:
-        with app.app_context():
-            run_load(body, send, gevent.sleep)
-
-    @app.post("/publish/<session_id>")
-    def publish_one(session_id: str) -> Any:
-        return jsonify(reached=publish([session_id], request.get_json()))
-
-    @app.post("/publish-many")
-    def publish_many() -> Any:
-        body = request.get_json()
-        return jsonify(reached=publish(body["sessions"], body))
-
-    @app.post("/load")
-    def start_load() -> Any:
-        gevent.spawn(load, request.get_json())
-        return jsonify(started=True)
-
-    @app.get("/debug/stats")
-    def debug_stats() -> Any:
-        return jsonify(pid=os.getpid(), rss_kib=rss_kib())
-
+    add_control_routes(app, send, lambda: {"pid": os.getpid(), "rss_kib": rss_kib()})
     return app

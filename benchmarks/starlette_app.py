@@ -43,6 +43,7 @@ from benchmarks.common import (
     heartbeat_json,
     load_ticks,
     progress,
+    publish_all,
     rss_kib,
 )
 
@@ -90,12 +91,7 @@ def send(session_id: str, data: dict[str, Any]) -> int:
 
 
 def publish(session_ids: list[str], body: dict[str, Any]) -> list[int]:
-    data = body.get("data") or {}
-    return [
-        send(session_id, {**data, "n": index})
-        for session_id in session_ids
-        for index in range(body.get("count", 1))
-    ]
+    return publish_all(send, session_ids, body)
 
 
 async def publish_one(request: Request) -> JSONResponse:
