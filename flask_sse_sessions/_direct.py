@@ -37,7 +37,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._events import Event, EventKey
+from ._events import FRAME, KEY, PREV, TERMINAL, EventKey, EventRecord
 
 if TYPE_CHECKING:
     from ._registry import Connection, Registry
@@ -184,8 +184,8 @@ class Flusher:
             runs: dict[tuple[str, EventKey, EventKey], _Run] = {}
             # The common case, short: the connections of a session got the
             # same unbroken run of events, the first right after their cursor.
-            first: Event | None = None
-            last: Event | None = None
+            first: EventRecord | None = None
+            last: EventRecord | None = None
             run: _Run | None = None
             for conn in conns:
                 conn.flushing = False
@@ -201,11 +201,11 @@ class Flusher:
                     if (
                         run is not None
                         and run.events == len(events)
-                        and first.prev is not None
-                        and first.prev == conn.cursor
+                        and first[PREV] is not None
+                        and first[PREV] == conn.cursor
                     ):
                         events.clear()
-                        conn.cursor = last.key
+                        conn.cursor = last[KEY]
                         run.writes += 1
                         if not send_now(conn, run.chunk, now):
                             conn.wake()
@@ -226,10 +226,10 @@ class _Run:
 
     __slots__ = ("chunk", "events", "published_ms", "writes")
 
-    def __init__(self, events: list[Event]) -> None:
-        self.chunk = chunk(b"".join([event.frame for event in events]))
+    def __init__(self, events: list[EventRecord]) -> None:
+        self.chunk = chunk(b"".join([event[FRAME] for event in events]))
         self.events = len(events)
-        self.published_ms = events[0].key[0]
+        self.published_ms = events[0][KEY][0]
         self.writes = 0
 
 
@@ -244,14 +244,13 @@ def _write_queued(
         return False
     cursor = conn.cursor
     first = 0
-    for index, event in enumerate(events):
-        if cursor is not None and event.key <= cursor:
+    for index, (key, type, _, prev, _) in enumerate(events):
+        if cursor is not None and key <= cursor:
             first = index + 1
             continue  # already written: it came with the stream's replay
-        prev = event.prev
-        if event.terminal or (prev is not None and (cursor is None or prev > cursor)):
+        if type == TERMINAL or (prev is not None and (cursor is None or prev > cursor)):
             return False  # the stream ends there, or reads the gap from history
-        cursor = event.key
+        cursor = key
     conn.pending = []
     if first == len(events):
         return True
@@ -261,22 +260,24 @@ def _write_queued(
     return send_now(conn, run.chunk, now)
 
 
-def _unbroken(events: list[Event]) -> bool:
+def _unbroken(events: list[EventRecord]) -> bool:
     """Whether each event follows the one before it, and none ends the stream."""
     previous = None
-    for event in events:
-        if event.terminal or (previous is not None and event.prev != previous):
+    for key, type, _, prev, _ in events:
+        if type == TERMINAL or (previous is not None and prev != previous):
             return False
-        previous = event.key
+        previous = key
     return True
 
 
 def _run(
-    runs: dict[tuple[str, EventKey, EventKey], _Run], session_id: str, events: list[Event]
+    runs: dict[tuple[str, EventKey, EventKey], _Run],
+    session_id: str,
+    events: list[EventRecord],
 ) -> _Run:
     """The run of ``events`` (of ``session_id``) in this flush, framed once."""
     # Ids are per session (with Redis, two sessions may both have 1-0).
-    key = (session_id, events[0].key, events[-1].key)
+    key = (session_id, events[0][KEY], events[-1][KEY])
     run = runs.get(key)
     if run is None:
         run = runs[key] = _Run(events)

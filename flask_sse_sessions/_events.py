@@ -9,21 +9,36 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from . import _wire
 
 EventKey = tuple[int, int]
 """An id as ``(milliseconds, sequence)``: the order of events within a session."""
 
-EventRecord = tuple[int, int, str, str, "int | None", "int | None", bytes]
-"""An event as history keeps it: ``(*key, type, json, *prev, frame)``, with
-``(None, None)`` for no ``prev``."""
+EventRecord = tuple[EventKey, str, str, "EventKey | None", bytes]
+"""An event as history keeps it and connections queue it: ``(key, type, json,
+prev, frame)``, the arguments of :class:`Event`.
+
+Only tuples, ints, strings and bytes: Python's garbage collector stops
+tracking such a tuple in its young generations (the inner ones at their first
+pass, the record at its first or second), so neither a burst's queued events
+nor a whole history ever reach the old generation, whose full collections
+would have to walk them all, as they would walk as many :class:`Event` objects.
+"""
+
+# The fields of a record, by position.
+KEY: Final = 0
+TYPE: Final = 1
+JSON: Final = 2
+PREV: Final = 3
+FRAME: Final = 4
 
 TERMINAL = "complete"
 RESERVED_TYPES = frozenset({"connected", "heartbeat", "reset"})
 """Types the stream itself sends; publishing them would confuse clients."""
+_PUBLISHED_TYPES = frozenset({"progress", TERMINAL, "error"})
 
 _EVENT_ID = re.compile(r"([0-9]{1,15})-([0-9]{1,15})")
 _BAD_TYPE = re.compile(r"[\r\n\x00]")
@@ -53,25 +68,60 @@ def next_event_id(last: EventKey | None, now_ms: int | None = None) -> EventKey:
 
 
 _second: tuple[int, str] = (0, "")
+_millisecond: tuple[int, str] = (0, "")
 
 
 def utc_timestamp() -> str:
     """Now, as ISO 8601 in UTC with milliseconds: ``2026-11-24T01:24:47.123Z``.
 
-    Every event has one: the part up to the second is formatted once a second.
+    Every event has one. A burst publishes many in one millisecond, which
+    share one string; the part up to the second is formatted once a second.
     """
-    global _second
-    now = time.time()
-    seconds = int(now)
+    global _second, _millisecond
+    now_ms = time.time_ns() // 1_000_000
+    last = _millisecond
+    if last[0] == now_ms:
+        return last[1]
+    seconds, milliseconds = divmod(now_ms, 1000)
     second = _second
     if second[0] != seconds:
         second = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{second[1]}.{int((now - seconds) * 1000):03d}Z"
+    text = f"{second[1]}.{milliseconds:03d}Z"
+    _millisecond = (now_ms, text)
+    return text
 
 
-def dumps(value: object) -> str:
-    """Compact JSON that keeps non-ASCII text as it is (the stream is UTF-8)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _compact_encoder() -> Callable[[object], str]:
+    """Compact JSON that keeps non-ASCII text as it is (the stream is UTF-8).
+
+    One encoder for every event: ``json.dumps`` with options builds a new one
+    at each call, which costs as much as encoding a small event. The
+    standard library's C encoder is made once, without a table of the
+    containers being encoded (shared, it could not serve two threads at
+    once): a container that holds itself exhausts the recursion limit
+    instead, which is reported as a ValueError, as ``json`` reports it.
+    """
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    # The arguments JSONEncoder.iterencode passes it, without the markers.
+    encode = make(
+        None, encoder.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def dumps(value: object) -> str:
+        try:
+            return "".join(encode(value, 0))
+        except RecursionError:
+            raise ValueError(
+                "a container holds itself, or nests deeper than the recursion limit"
+            ) from None
+
+    return dumps
+
+
+dumps = _compact_encoder()
 
 
 def check_type(type: object) -> str:
@@ -80,6 +130,8 @@ def check_type(type: object) -> str:
     :raises TypeError: not a string.
     :raises ValueError: empty, with CR, LF or NUL, or one the stream reserves.
     """
+    if type.__class__ is str and type in _PUBLISHED_TYPES:
+        return type  # the common case, known good
     if not isinstance(type, str):
         raise TypeError(f"an event type must be a string, not {type!r}")
     if not type or _BAD_TYPE.search(type):
@@ -123,10 +175,13 @@ def encode_payload(
         raise TypeError(f"event data is not JSON serialisable: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"event data is not valid JSON: {exc}") from None
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError("event data contains text that is not valid Unicode") from None
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError("event data contains text that is not valid Unicode") from None
     if size > max_bytes:
         raise ValueError(
             f"the event is {size} bytes of JSON, more than SSE_SESSIONS_MAX_EVENT_BYTES"
@@ -166,16 +221,13 @@ class Event:
 
     @property
     def record(self) -> EventRecord:
-        """The event as a flat tuple of atoms, which the garbage collector
-        stops tracking at its first pass: what a history keeps."""
-        prev = self.prev or (None, None)
-        return (*self.key, self.type, self.json, *prev, self.frame)
+        """The event as a tuple the garbage collector stops tracking (see
+        :data:`EventRecord`): what histories keep and connections queue."""
+        return (self.key, self.type, self.json, self.prev, self.frame)
 
     @classmethod
     def from_record(cls, record: EventRecord) -> Event:
-        milliseconds, sequence, type, json_text, prev_ms, prev_sequence, frame = record
-        prev = None if prev_ms is None or prev_sequence is None else (prev_ms, prev_sequence)
-        return cls((milliseconds, sequence), type, json_text, prev, frame)
+        return cls(*record)
 
     def __eq__(self, other: object) -> bool:
         """Events are values: one read back from history equals the one published."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -9,13 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ._backend import Backend, Deliver
-from ._events import Event, EventKey, EventRecord, next_event_id
+from ._events import KEY, Event, EventKey, EventRecord, next_event_id
 
 
 class _History:
-    """The stored events of one session, as records: plain tuples of atoms,
-    which Python's garbage collector stops tracking, so that a full history
-    of every session costs no time in its collections."""
+    """The stored events of one session, as records (see
+    :data:`~._events.EventRecord`): a full history of every session costs no
+    time in the garbage collector's collections."""
 
     __slots__ = ("events", "evicted", "expires")
 
@@ -31,8 +32,9 @@ class MemoryBackend(Backend):
     """History in a dict of bounded deques, oldest activity first.
 
     A session's history expires ``ttl`` seconds after its last event. Expired
-    sessions are dropped from the front of the dict at each publish (and when
-    stats are read), so the work is proportional to what expires and memory
+    sessions are dropped from the front of the dict by the first publish
+    after the oldest expires (and when stats are read), so the work is
+    proportional to what expires and memory
     stays bounded by the rate of sessions, without a sweeper thread. At most
     ``max_sessions`` histories are kept: a new session beyond that evicts the
     one whose last event is oldest, as if its TTL had passed (a client
@@ -65,6 +67,8 @@ class MemoryBackend(Backend):
         self._ttl = ttl
         self._clock = clock
         self._sessions: OrderedDict[str, _History] = OrderedDict()
+        # No history expires before this (the front's expiry, or earlier).
+        self._first_expiry = math.inf
         self._last: EventKey | None = None
         # Held from the id to the delivery, so that events of a session reach
         # every connection in id order even when threads publish at once.
@@ -72,24 +76,30 @@ class MemoryBackend(Backend):
 
     def publish(self, session_id: str, type: str, json_text: str) -> int:
         now = self._clock()
+        sessions = self._sessions
         with self._lock:
-            self._expire(now)
-            history = self._sessions.pop(session_id, None)
+            if now >= self._first_expiry:
+                self._expire(now)
+            history = sessions.get(session_id)
             if history is None:
                 history = _History(self._size)
-                if len(self._sessions) >= self._max_sessions:
+                if len(sessions) >= self._max_sessions:
                     # The front is the session whose last event is oldest.
-                    self._sessions.popitem(last=False)
+                    sessions.popitem(last=False)
                     self.evicted += 1
+                sessions[session_id] = history
+                if self._first_expiry == math.inf:
+                    self._first_expiry = now + self._ttl
+            else:
+                sessions.move_to_end(session_id)
             events = history.events
-            prev = (events[-1][0], events[-1][1]) if events else None
+            prev = events[-1][KEY] if events else None
             event = Event(next_event_id(self._last), type, json_text, prev)
             self._last = event.key
             if len(events) == events.maxlen:
-                history.evicted = (events[0][0], events[0][1])
+                history.evicted = events[0][KEY]
             events.append(event.record)
             history.expires = now + self._ttl
-            self._sessions[session_id] = history
             return self._deliver(session_id, event)
 
     def latest(self, session_id: str) -> Event | None:
@@ -107,7 +117,7 @@ class MemoryBackend(Backend):
         if after is None or after == evicted:
             return [Event.from_record(record) for record in records]
         for index, record in enumerate(records):
-            if (record[0], record[1]) == after:
+            if record[KEY] == after:
                 return [Event.from_record(record) for record in records[index + 1 :]]
         return None
 
@@ -136,5 +146,7 @@ class MemoryBackend(Backend):
         while sessions:
             session_id, history = next(iter(sessions.items()))
             if history.expires > now:
+                self._first_expiry = history.expires
                 return
             del sessions[session_id]
+        self._first_expiry = math.inf

@@ -22,7 +22,7 @@ from ._clock import CLOCK
 from ._config import Config
 from ._counters import Counters
 from ._direct import Flusher, chunk, hub_loop, send_now
-from ._events import Event, EventKey, heartbeat_frame
+from ._events import Event, EventKey, EventRecord, heartbeat_frame
 
 # The thread that runs gevent's hub (the main thread of a gunicorn gevent
 # worker, where every direct-capable stream runs): only a broadcast made
@@ -42,7 +42,8 @@ class LimitExceeded(Exception):
 class Connection:
     """One open stream: its pending events and the means to wake it.
 
-    :attr:`pending` holds at most ``queue_size`` events. When a broadcast finds
+    :attr:`pending` holds at most ``queue_size`` events, as records (see
+    :data:`~._events.EventRecord`). When a broadcast finds
     it full the connection gets no more references and :attr:`lagging` counts
     the events it missed: if it is waiting to be scheduled it catches up from
     history when it runs; if its socket is not draining it is disconnected.
@@ -95,7 +96,7 @@ class Connection:
         self.limit_key = limit_key
         self.socket = sock
         self.out = out
-        self.pending: list[Event] = []
+        self.pending: list[EventRecord] = []
         # How the stream waits: a direct-capable one (gevent) parks its
         # greenlet (see _direct.park), any other waits on an event.
         self.woken = False
@@ -232,7 +233,7 @@ class Registry:
         CLOCK.discard()
         return True
 
-    def take(self, conn: Connection) -> tuple[list[Event], bool]:
+    def take(self, conn: Connection) -> tuple[list[EventRecord], bool]:
         """Hand the connection everything delivered to it, and whether it lagged."""
         with self.lock:
             events, lagging = conn.pending, conn.lagging > 0
@@ -255,10 +256,11 @@ class Registry:
             conns = self._sessions.get(session_id)
             if not conns:
                 return 0
+            record = event.record
             for conn in conns:
                 pending = conn.pending
                 if not conn.lagging and len(pending) < limit:
-                    pending.append(event)
+                    pending.append(record)
                     if conn.flushing:
                         continue  # the direct writer has it already
                     if conn.idle and conn.out is not None and in_hub:

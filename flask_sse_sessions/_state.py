@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from blinker import Signal
-from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask import Flask, current_app, has_request_context, request
 
 from ._backend import Backend, CatchUp, Deliver
 from ._config import DEFAULT_MAX_CONNECTIONS_PER_USER, Config, ConfigError
@@ -55,6 +55,11 @@ class State:
         STATES.add(self)
         # A bound method is held weakly: the receiver goes away with the app.
         BUS.connect(self.registry.deliver, sender=app)
+        # The bus's receivers for this app, resolved once: while the state
+        # lives they are its registry's fan-out alone (one state per app, and
+        # the bus is private). Resolving them at each event was an eighth of
+        # a broadcast's cost.
+        self._receivers = tuple(BUS.receivers_for(app))
         self.backend = make_backend(config, self._deliver, self.registry.catch_up)
         self.broadcaster = Broadcaster(
             self.backend, config.session_id_pattern, config.max_event_bytes
@@ -68,9 +73,9 @@ class State:
 
     def _deliver(self, session_id: str, event: Event) -> int:
         reached = 0
-        # Signal.send would check each receiver for a coroutine at every
-        # event; the bus's receivers are the registries' own fan-outs.
-        for receiver in BUS.receivers_for(self.app):
+        # Signal.send would resolve the receivers and check each for a
+        # coroutine at every event.
+        for receiver in self._receivers:
             reached = receiver(self.app, session_id=session_id, event=event)
         if event_broadcast.receivers:
             try:
@@ -185,16 +190,19 @@ def make_backend(config: Config, deliver: Deliver, catch_up: CatchUp) -> Backend
 
 def get_state(caller: str) -> State:
     """The current app's state, or a RuntimeError that says what to do."""
-    if not has_app_context():
+    try:
+        # The app itself, once: each use of the proxy looks the context up again.
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    except RuntimeError:
         raise RuntimeError(
             f"{caller}() needs a Flask application context: call it from a view, or in"
             " a background thread or CLI command wrap it in `with app.app_context():`"
-        )
-    state = current_app.extensions.get(EXTENSION_KEY)
+        ) from None
+    state = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RuntimeError(
             f"{caller}(): flask-sse-sessions is not registered on the app"
-            f" {current_app.name!r}. Did you forget app.register_blueprint(SSESessions())?"
+            f" {app.name!r}. Did you forget app.register_blueprint(SSESessions())?"
         )
     assert isinstance(state, State)
     return state

@@ -23,7 +23,17 @@ import time
 from ._backend import BackendUnavailable
 from ._clock import CLOCK
 from ._direct import park
-from ._events import RESET_FRAME, Event, EventKey, connected_frame, heartbeat_frame
+from ._events import (
+    KEY,
+    PREV,
+    RESET_FRAME,
+    TERMINAL,
+    Event,
+    EventKey,
+    EventRecord,
+    connected_frame,
+    heartbeat_frame,
+)
 from ._registry import Connection
 from ._state import State
 from ._watcher import WATCHER
@@ -71,7 +81,7 @@ class Stream:
         state: State,
         conn: Connection,
         *,
-        replay: list[Event],
+        replay: list[EventRecord],
         reset: bool,
     ) -> None:
         self._state = state
@@ -229,9 +239,11 @@ class Stream:
         self._retry_at, self._retry_delay = math.inf, _RETRY_FIRST
         if reset:
             frames.append(RESET_FRAME)
-        self._add(frames, missed)
+        self._add(frames, [event.record for event in missed])
 
-    def _add(self, frames: list[bytes], events: list[Event], *, live: bool = False) -> bool:
+    def _add(
+        self, frames: list[bytes], events: list[EventRecord], *, live: bool = False
+    ) -> bool:
         """Append the frames of ``events`` not written yet, up to a terminal one.
 
         Live events stop at one whose previous event the stream has not
@@ -239,21 +251,20 @@ class Stream:
         """
         conn = self._conn
         cursor = conn.cursor
-        for event in events:
+        for key, type, _, prev, frame in events:
             if conn.ended:
                 break
-            if cursor is None or event.key > cursor:
-                prev = event.prev
+            if cursor is None or key > cursor:
                 if live:
                     if prev is not None and (cursor is None or prev > cursor):
                         conn.cursor = cursor
                         return True
                     if not self._live:
-                        self._live_ms = event.key[0]
+                        self._live_ms = key[0]
                     self._live += 1
-                frames.append(event.frame)
-                cursor = event.key
-                conn.ended = event.terminal
+                frames.append(frame)
+                cursor = key
+                conn.ended = type == TERMINAL
         conn.cursor = cursor
         return False
 
@@ -263,7 +274,7 @@ def open_stream(state: State, conn: Connection, after: EventKey | None, expires:
     replay, reset, cursor = _replay(state, conn, after)
     conn.cursor = cursor
     conn.deadline = time.monotonic() + _seconds_left(state.config.max_stream_seconds, expires)
-    return Stream(state, conn, replay=replay, reset=reset)
+    return Stream(state, conn, replay=[event.record for event in replay], reset=reset)
 
 
 def _replay(
@@ -287,10 +298,10 @@ def _replay(
         return [], reset, None
     with state.registry.lock:
         first_live = conn.pending[0] if conn.pending else None
-    if first_live is not None and first_live.key <= latest.key:
+    if first_live is not None and first_live[KEY] <= latest.key:
         # The latest event came while it was read, after the connection was
         # subscribed: the queued live events are the snapshot, all of them.
-        return [], reset, first_live.prev
+        return [], reset, first_live[PREV]
     if mode == "none" and not reset and not latest.terminal:
         # A session that is over still says so: its stream must end.
         return [], False, latest.key

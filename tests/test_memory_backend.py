@@ -279,13 +279,21 @@ def test_200000_new_sessions_stay_within_the_default_cap(apps: Any) -> None:
 
 
 def test_stored_history_is_not_tracked_by_the_garbage_collector() -> None:
-    """A full history of every session must cost nothing in gc's collections."""
+    """A full history of every session must cost nothing in gc's collections:
+    the collector's passes over its young generations untrack every record
+    before it could reach the old one."""
     import gc
 
     backend, _, _ = make(size=5)
-    for _ in range(8):
-        backend.publish("s", "progress", '{"type":"progress"}')
     gc.collect()
+    gc.disable()  # only the passes below, none in between
+    try:
+        for _ in range(8):
+            backend.publish("s", "progress", '{"type":"progress"}')
+        gc.collect(0)
+        gc.collect(1)
+    finally:
+        gc.enable()
     records = list(backend._sessions["s"].events)
     assert len(records) == 5
     assert not any(gc.is_tracked(record) for record in records)

@@ -206,3 +206,29 @@ def test_an_observer_that_raises_fails_neither_the_broadcast_nor_the_streams(
     finally:
         event_broadcast.disconnect(broken, sender=app)
         response.close()
+
+
+def test_a_burst_queued_on_connections_leaves_nothing_for_the_old_generation(
+    app: Flask,
+) -> None:
+    """Events wait on connections until their streams (or the direct writer)
+    run, which a burst from one view postpones: what waits must be untracked
+    by the collector's young passes, or each burst would push thousands of
+    objects into the old generation and set off full collections."""
+    import gc
+
+    registry = app.extensions["sse_sessions"].registry
+    conns = [registry.open(f"s{index % 5}", None) for index in range(20)]
+    gc.collect()
+    gc.disable()  # only the passes below, none in between
+    try:
+        with app.app_context():
+            for index in range(200):
+                broadcast_progress(f"s{index % 5}", n=index)
+        gc.collect(0)
+        gc.collect(1)
+    finally:
+        gc.enable()
+    queued = [item for conn in conns for item in conn.pending]
+    assert len(queued) == 20 * 40
+    assert not any(gc.is_tracked(item) for item in queued)
