@@ -253,7 +253,8 @@ def connected_frame(session_id: str, retry_ms: int) -> bytes:
     One block, so that no client sees an event without data.
     """
     payload = {"type": "connected", "sessionId": session_id, "timestamp": utc_timestamp()}
-    return _wire.encode(dumps(payload), retry=retry_ms)
+    # Compact JSON is one line: no need for the general encoder.
+    return b"retry: %d\ndata: %s\n\n" % (retry_ms, dumps(payload).encode())
 
 
 def heartbeat_frame(format: str) -> bytes:

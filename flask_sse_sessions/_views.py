@@ -83,7 +83,8 @@ def _admit(state: State, session_id: str) -> float | Response:
             400, "invalid_session_id", "The session id is not one this server issues."
         )
     expires = math.inf
-    token = request.args.get("token")
+    # Most streams come without a query string: nothing to parse then.
+    token = request.args.get("token") if request.environ.get("QUERY_STRING") else None
     if token is not None or state.require_token():
         if not token:
             return error_response(
@@ -122,7 +123,10 @@ def stream(session_id: str) -> Response:
     admitted = _admit(state, session_id)
     if isinstance(admitted, Response):
         return _refuse(state, session_id, admitted)
-    last_id = request.headers.get("Last-Event-ID") or request.args.get("lastEventId") or None
+    environ = request.environ
+    last_id = environ.get("HTTP_LAST_EVENT_ID") or None
+    if last_id is None and environ.get("QUERY_STRING"):
+        last_id = request.args.get("lastEventId") or None
     after = None
     if last_id is not None:
         after = parse_event_id(last_id) if len(last_id) <= _MAX_LAST_EVENT_ID else None
@@ -134,7 +138,7 @@ def stream(session_id: str) -> Response:
         latest = backend.latest(session_id)
         if after is not None and latest is not None and latest.terminal and after >= latest.key:
             return Response(status=204)  # the session is over: EventSource stops
-        sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+        sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
         try:
             user_key, limit_key, user_limit = state.client()
             conn = state.registry.open(
@@ -143,7 +147,7 @@ def stream(session_id: str) -> Response:
                 sock,
                 limit_key=limit_key,
                 user_limit=user_limit,
-                out=direct_socket(request.environ),
+                out=direct_socket(environ),
             )
         except LimitExceeded as exc:
             return _refuse(
@@ -173,13 +177,14 @@ def stream(session_id: str) -> Response:
         return _unavailable(state, exc)
     # Until the server holds the body, an error anywhere (a signal receiver, an
     # after_request hook) means nobody else will close it: close_unsent_stream.
-    request.environ[_UNSENT_STREAM] = body
+    environ[_UNSENT_STREAM] = body
     config = state.config
     tune_stream_socket(sock, config.send_buffer_bytes, config.client_timeout)
     WATCHER.watch(conn)
     state.counters.opened += 1
     logger.debug("stream opened: session %r, user %r", session_id, conn.user_key)
-    connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
+    if connection_opened.receivers:
+        connection_opened.send(state.app, session_id=session_id, user_key=conn.user_key)
     return Response(
         body,
         headers=STREAM_HEADERS,
@@ -261,7 +266,9 @@ def client_script(name: str) -> Response:
 def add_cors_headers(response: Response) -> Response:
     """Allow cross-site reads for the origins in ``SSE_SESSIONS_CORS_ORIGINS`` only."""
     allowed = get_state("cors").config.cors_origins
-    if allowed and "*" not in allowed:
+    if not allowed:
+        return response
+    if "*" not in allowed:
         # Every answer depends on Origin, also one that allows nothing: a cache
         # must not serve the answer to one origin (or to none) to another.
         response.vary.add("Origin")

@@ -91,6 +91,12 @@ def test_ids_grow_within_a_session(app: Flask, published: list) -> None:
     assert len(set(keys)) == 50
 
 
+def _holding_itself() -> dict[str, object]:
+    data: dict[str, object] = {}
+    data["inner"] = [data]
+    return data
+
+
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
@@ -99,6 +105,7 @@ def test_ids_grow_within_a_session(app: Flask, published: list) -> None:
         (lambda: broadcast_progress("s", [1, 2]), TypeError, "must be a dict"),
         (lambda: broadcast_progress("s", "text"), TypeError, "must be a dict"),
         (lambda: broadcast_progress("s", {"x": float("nan")}), ValueError, "not valid JSON"),
+        (lambda: broadcast_progress("s", _holding_itself()), ValueError, "holds itself"),
         (lambda: broadcast_progress("s", {"x": "\ud800"}), ValueError, "not valid Unicode"),
         (lambda: broadcast_progress("s", {"x": "y" * 1000}), ValueError, "MAX_EVENT_BYTES"),
         (lambda: broadcast_progress("bad id"), ValueError, "invalid session id"),
