@@ -241,9 +241,7 @@ class Stream:
             frames.append(RESET_FRAME)
         self._add(frames, [event.record for event in missed])
 
-    def _add(
-        self, frames: list[bytes], events: list[EventRecord], *, live: bool = False
-    ) -> bool:
+    def _add(self, frames: list[bytes], events: list[EventRecord], *, live: bool = False) -> bool:
         """Append the frames of ``events`` not written yet, up to a terminal one.
 
         Live events stop at one whose previous event the stream has not
