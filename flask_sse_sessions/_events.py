@@ -158,7 +158,7 @@ def encode_payload(
     :raises ValueError: a bad type name, NaN or infinity, text that is not valid
         Unicode, or an event longer than ``max_bytes`` once encoded.
     """
-    if data is not None and not isinstance(data, Mapping):
+    if data is not None and data.__class__ is not dict and not isinstance(data, Mapping):
         raise TypeError(f"event data must be a dict (or None), not {data.__class__.__name__}")
     payload: dict[str, Any] = {"type": type}
     if data:
@@ -197,7 +197,7 @@ class Event:
     knows it: a stream that holds another id than that has missed something.
     """
 
-    __slots__ = ("frame", "id", "json", "key", "prev", "type")
+    __slots__ = ("frame", "id", "json", "key", "prev", "record", "type")
 
     def __init__(
         self,
@@ -208,22 +208,19 @@ class Event:
         frame: bytes | None = None,
     ) -> None:
         self.key = key
-        self.id = format_event_id(key)
+        self.id = id = f"{key[0]}-{key[1]}"
         self.type = type
         self.json = json_text
         self.prev = prev
         if frame is None:
             if "\n" in json_text or "\r" in json_text:
-                frame = _wire.encode(json_text, id=self.id)
+                frame = _wire.encode(json_text, id=id)
             else:  # one data line, as compact JSON always is
-                frame = f"id: {self.id}\ndata: {json_text}\n\n".encode()
+                frame = f"id: {id}\ndata: {json_text}\n\n".encode()
         self.frame = frame
-
-    @property
-    def record(self) -> EventRecord:
-        """The event as a tuple the garbage collector stops tracking (see
-        :data:`EventRecord`): what histories keep and connections queue."""
-        return (self.key, self.type, self.json, self.prev, self.frame)
+        # The event as a tuple the garbage collector stops tracking (see
+        # EventRecord): what histories keep and connections queue.
+        self.record: EventRecord = (key, type, json_text, prev, frame)
 
     @classmethod
     def from_record(cls, record: EventRecord) -> Event:

@@ -35,9 +35,14 @@ class Broadcaster:
         self._pattern = session_id_pattern
         self._max_event_bytes = max_event_bytes
         self.published = 0
+        # The session id checked last: a task publishes to one session many times.
+        self._checked: str | None = None
 
     def check_session_id(self, session_id: object) -> str:
         """:raises ValueError: not a string matching ``SSE_SESSIONS_SESSION_ID_PATTERN``."""
+        checked = self._checked
+        if session_id is checked and checked is not None:
+            return checked
         pattern = self._pattern
         if not isinstance(session_id, str) or not pattern.fullmatch(session_id):
             raise ValueError(
@@ -45,6 +50,8 @@ class Broadcaster:
                 f" SSE_SESSIONS_SESSION_ID_PATTERN {pattern.pattern!r}"
                 " (new_session_id() makes one)"
             )
+        if session_id.__class__ is str:
+            self._checked = session_id
         return session_id
 
     def publish(
