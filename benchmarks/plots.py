@@ -71,10 +71,32 @@ def _spread(values: list[float], centre: float) -> tuple[float, float]:
     return centre - min(values), max(values) - centre
 
 
-def _fanout(w2: dict[str, Any], path: Path) -> Path:
+def _axes() -> Any:
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(WIDTH, HEIGHT), dpi=DPI)
+    return plt.subplots(figsize=(WIDTH, HEIGHT), dpi=DPI)[1]
+
+
+def _finish(axes: Any, path: Path, sizes: list[int], xlabel: str, ylabel: str, title: str) -> Path:
+    """Label, save and close the figure of ``axes``."""
+    import matplotlib.pyplot as plt
+
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.set_xticks(sizes)
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure = axes.figure
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _fanout(w2: dict[str, Any], path: Path) -> Path:
+    axes = _axes()
     sizes = sorted(int(size) for size in w2)
     for kind in SERVERS:
         points = []
@@ -112,23 +134,18 @@ def _fanout(w2: dict[str, Any], path: Path) -> Path:
                     fontsize=8,
                     color=STYLE[kind]["color"],
                 )
-    axes.set_xlabel("listeners of one session")
-    axes.set_ylabel("broadcast to last delivery (ms)")
-    axes.set_title("W2 hot session: one broadcast to N listeners (lower is better)")
-    axes.set_xticks(sizes)
-    axes.set_ylim(bottom=0)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _finish(
+        axes,
+        path,
+        sizes,
+        "listeners of one session",
+        "broadcast to last delivery (ms)",
+        "W2 hot session: one broadcast to N listeners (lower is better)",
+    )
 
 
 def _memory(w1: dict[str, Any], path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(WIDTH, HEIGHT), dpi=DPI)
+    axes = _axes()
     sizes = sorted(int(size) for size in w1)
     for kind in SERVERS:
         points = []
@@ -145,14 +162,11 @@ def _memory(w1: dict[str, Any], path: Path) -> Path:
         axes.errorbar(
             [p[0] for p in points], [p[1] for p in points], yerr=spread, capsize=3, **STYLE[kind]
         )
-    axes.set_xlabel("idle connections held")
-    axes.set_ylabel("RSS per connection (KiB)")
-    axes.set_title("W1 idle: server memory per connection (lower is better)")
-    axes.set_xticks(sizes)
-    axes.set_ylim(bottom=0)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _finish(
+        axes,
+        path,
+        sizes,
+        "idle connections held",
+        "RSS per connection (KiB)",
+        "W1 idle: server memory per connection (lower is better)",
+    )
