@@ -190,11 +190,7 @@ class Flusher:
             for conn in conns:
                 conn.flushing = False
                 events = conn.pending
-                if (
-                    events
-                    and conn.idle
-                    and not (conn.lagging or conn.unsent or conn.closed or conn.draining)
-                ):
+                if events and _may_write(conn):
                     if events[0] is not first or events[-1] is not last:
                         first, last = events[0], events[-1]
                         run = _run(runs, conn.session_id, events) if _unbroken(events) else None
@@ -233,6 +229,13 @@ class _Run:
         self.writes = 0
 
 
+def _may_write(conn: Connection) -> bool:
+    """Whether the direct writer may write to ``conn``: its stream is parked,
+    and has nothing of its own to do first (a remainder to finish, history to
+    read, an end to write)."""
+    return conn.idle and not (conn.lagging or conn.unsent or conn.closed or conn.draining)
+
+
 def _write_queued(
     conn: Connection, now: float, runs: dict[tuple[str, EventKey, EventKey], _Run]
 ) -> bool:
@@ -240,7 +243,7 @@ def _write_queued(
     events = conn.pending
     if not events:
         return True
-    if not conn.idle or conn.closed or conn.draining or conn.lagging or conn.unsent:
+    if not _may_write(conn):
         return False
     cursor = conn.cursor
     first = 0

@@ -28,10 +28,8 @@ nor a whole history ever reach the old generation, whose full collections
 would have to walk them all, as they would walk as many :class:`Event` objects.
 """
 
-# The fields of a record, by position.
+# The fields of a record that are read by position.
 KEY: Final = 0
-TYPE: Final = 1
-JSON: Final = 2
 PREV: Final = 3
 FRAME: Final = 4
 

@@ -34,8 +34,8 @@ class MemoryBackend(Backend):
     A session's history expires ``ttl`` seconds after its last event. Expired
     sessions are dropped from the front of the dict by the first publish
     after the oldest expires (and when stats are read), so the work is
-    proportional to what expires and memory
-    stays bounded by the rate of sessions, without a sweeper thread. At most
+    proportional to what expires and memory stays bounded by the rate of
+    sessions, without a sweeper thread. At most
     ``max_sessions`` histories are kept: a new session beyond that evicts the
     one whose last event is oldest, as if its TTL had passed (a client
     resuming it gets ``reset``).
