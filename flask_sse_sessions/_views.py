@@ -71,6 +71,14 @@ def _refuse(
     return response
 
 
+def _query_arg(name: str) -> str | None:
+    """A query argument of the request; most streams come without a query
+    string, and then there is nothing to parse."""
+    if not request.environ.get("QUERY_STRING"):
+        return None
+    return request.args.get(name)
+
+
 def _admit(state: State, session_id: str) -> float | Response:
     """Check the session id, the token and the authorize hook.
 
@@ -83,8 +91,7 @@ def _admit(state: State, session_id: str) -> float | Response:
             400, "invalid_session_id", "The session id is not one this server issues."
         )
     expires = math.inf
-    # Most streams come without a query string: nothing to parse then.
-    token = request.args.get("token") if request.environ.get("QUERY_STRING") else None
+    token = _query_arg("token")
     if token is not None or state.require_token():
         if not token:
             return error_response(
@@ -124,9 +131,7 @@ def stream(session_id: str) -> Response:
     if isinstance(admitted, Response):
         return _refuse(state, session_id, admitted)
     environ = request.environ
-    last_id = environ.get("HTTP_LAST_EVENT_ID") or None
-    if last_id is None and environ.get("QUERY_STRING"):
-        last_id = request.args.get("lastEventId") or None
+    last_id = environ.get("HTTP_LAST_EVENT_ID") or _query_arg("lastEventId") or None
     after = None
     if last_id is not None:
         after = parse_event_id(last_id) if len(last_id) <= _MAX_LAST_EVENT_ID else None
